@@ -1,0 +1,53 @@
+"""Figures: rows of images (the reference figure and the denoising figure)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cae.io import atomic_path  # noqa: E402
+
+
+def image_rows(rows: list[np.ndarray], titles: list[str], path: str | os.PathLike) -> None:
+    """Save a grid: one row per array of images (N, H, W, C) in [0, 1], titled on the left.
+
+    Grayscale images are drawn in gray, colour images as RGB. The PNG carries no
+    timestamp or version string, so the same images give the same bytes.
+    """
+    n = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(n * 1.0 + 0.6, len(rows) * 1.05), squeeze=False)
+    for r, (images, title) in enumerate(zip(rows, titles, strict=True)):
+        for c in range(n):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(images):
+                img = np.clip(images[c], 0, 1)
+                if img.shape[-1] == 1:
+                    ax.imshow(img[..., 0], cmap="gray", vmin=0, vmax=1)
+                else:
+                    ax.imshow(img)
+        axes[r][0].set_ylabel(title, rotation=0, ha="right", va="center", fontsize=9)
+    fig.subplots_adjust(left=0.1, right=0.99, top=0.99, bottom=0.01, wspace=0.05, hspace=0.05)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def reference_figure(clean: np.ndarray, recon: np.ndarray, path: str | os.PathLike) -> None:
+    """The reference figure: test images over their reconstructions."""
+    image_rows([clean, recon], ["original", "reconstructed"], path)
+
+
+def denoising_figure(
+    noisy: np.ndarray, denoised: np.ndarray, clean: np.ndarray, path: str | os.PathLike
+) -> None:
+    image_rows([noisy, denoised, clean], ["noisy", "denoised", "clean"], path)

@@ -1,0 +1,31 @@
+"""Stage `plots`: the reference figure and the denoising figure → plots/*.png."""
+
+from __future__ import annotations
+
+from cae.config import Params
+from cae.stages import HINT_PREPARED, MODEL_PATH, PLOTS_DIR, PREPARED_DIR, log, run_stage
+
+N_IMAGES = 10
+RECONSTRUCTIONS = PLOTS_DIR / "reconstructions.png"
+DENOISING = PLOTS_DIR / "denoising.png"
+
+
+def main(params: Params) -> None:
+    from cae import runtime
+    from cae.io import read_arrays
+    from cae.model import load_model
+    from cae.plots import denoising_figure, reference_figure
+    from cae.prepare import to_float
+
+    data = read_arrays(PREPARED_DIR, ["x_test", "x_test_noisy"], hint=HINT_PREPARED, mmap=True)
+    clean = to_float(data["x_test"][:N_IMAGES])
+    noisy = data["x_test_noisy"][:N_IMAGES]
+    runtime.make_deterministic(params.seed)
+    model = load_model(MODEL_PATH)
+    reference_figure(clean, model.predict(clean, verbose=0), RECONSTRUCTIONS)
+    denoising_figure(noisy, model.predict(noisy, verbose=0), clean, DENOISING)
+    log.info("wrote %s and %s", RECONSTRUCTIONS, DENOISING)
+
+
+if __name__ == "__main__":
+    run_stage(main)

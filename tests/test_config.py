@@ -1,0 +1,94 @@
+"""params.yaml schema: defaults, and one clear line naming the key for every bad value."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cae.config import Params, load_params, parse_params
+from cae.errors import ParamsError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_committed_params_are_the_reference_defaults():
+    params = load_params(REPO / "params.yaml")
+    assert params == Params(), "params.yaml and the schema's defaults drifted apart"
+    assert params.epochs == 10 and params.batch_size == 256 and params.dataset == "mnist"
+    assert params.model.filters == [16, 8]
+    assert params.model.kernel_size == 3
+    assert params.model.downsample == "maxpool" and params.model.upsample == "upsampling"
+    assert params.model.learning_rate == 1e-3 and params.model.loss == "bce"
+    assert params.noise.kind == "gaussian" and params.noise.factor == 0.4
+
+
+def test_overrides_as_dvc_exp_run_writes_them():
+    params = parse_params({"epochs": 20, "model": {"filters": [32, 64]}, "noise": {"factor": 0.5}})
+    assert params.epochs == 20
+    assert params.model.filters == [32, 64]
+    assert params.model.kernel_size == 3  # untouched keys keep their defaults
+    assert params.noise.factor == 0.5
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "words"),
+    [
+        ({"epochs": -1}, "epochs", "greater than 0"),
+        ({"epochs": 0}, "epochs", "greater than 0"),
+        ({"epochs": "ten"}, "epochs", "integer"),
+        ({"epochs": 2.5}, "epochs", "integer"),
+        ({"epochs": True}, "epochs", "integer"),
+        ({"batch_size": 0}, "batch_size", "greater than 0"),
+        ({"model": {"filters": []}}, "model.filters", "at least one"),
+        ({"model": {"filters": [16, 0]}}, "model.filters.1", "greater than 0"),
+        ({"model": {"kernel_size": 4}}, "model.kernel_size", "odd"),
+        ({"model": {"learning_rate": 0}}, "model.learning_rate", "greater than 0"),
+        ({"model": {"loss": "hinge"}}, "model.loss", "bce"),
+        ({"noise": {"factor": -0.1}}, "noise.factor", "greater than or equal to 0"),
+        ({"noise": {"factor": float("nan")}}, "noise.factor", "finite"),
+        ({"noise": {"kind": "pink"}}, "noise.kind", "gaussian"),
+        ({"split": {"val_fraction": 1.0}}, "split.val_fraction", "less than 1"),
+        ({"dataset": "cifar"}, "dataset", "mnist"),
+        ({"task": "classify"}, "task", "denoise"),
+        ({"epoch": 10}, "epoch", "unknown key"),
+        ({"model": {"filter": [8]}}, "model.filter", "unknown key"),
+        ({"download": {"timeout": -5}}, "download.timeout", "greater than 0"),
+    ],
+)
+def test_bad_value_names_the_key(raw, key, words):
+    with pytest.raises(ParamsError) as info:
+        parse_params(raw)
+    message = str(info.value)
+    assert message.startswith(f"params.yaml: {key}: "), message
+    assert words in message
+    assert len(message.splitlines()) == 1
+
+
+def test_top_level_not_a_mapping():
+    with pytest.raises(ParamsError, match="params.yaml: expected a mapping"):
+        parse_params([1, 2])
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ParamsError, match="nope.yaml: not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("epochs: 10\nmodel:\n  filters: [16, 8\n")
+    with pytest.raises(ParamsError) as info:
+        load_params(path)
+    assert str(path) in str(info.value) and "line" in str(info.value)
+
+
+def test_empty_file_means_defaults(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("")
+    assert load_params(path) == Params()
+
+
+def test_yaml_round_trip_of_defaults(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(Params().model_dump()))
+    assert load_params(path) == Params()

@@ -1,0 +1,84 @@
+"""Atomic writes: complete or absent, never half-written; JSON is deterministic."""
+
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from cae.errors import CaeError
+from cae.io import atomic_path, read_arrays, write_arrays, write_json
+
+
+def _leftovers(directory):
+    return [p.name for p in directory.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_atomic_file_appears_complete(tmp_path):
+    target = tmp_path / "out.txt"
+    with atomic_path(target) as tmp:
+        tmp.write_text("hello")
+        assert not target.exists()
+    assert target.read_text() == "hello"
+    assert _leftovers(tmp_path) == []
+    mode = stat.S_IMODE(target.stat().st_mode)
+    assert mode & 0o044, "atomic files must get normal permissions, not mkstemp's 0600"
+
+
+def test_atomic_file_interrupted_keeps_old_content(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert _leftovers(tmp_path) == []
+
+
+def test_atomic_dir_replaces_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "raw"
+    write_arrays(target, {"a": np.arange(3), "b": np.ones(2)})
+    assert sorted(p.name for p in target.iterdir()) == ["a.npy", "b.npy"]
+    with pytest.raises(KeyboardInterrupt), atomic_path(target, directory=True) as tmp:
+        np.save(tmp / "c.npy", np.zeros(1))
+        raise KeyboardInterrupt
+    assert sorted(p.name for p in target.iterdir()) == ["a.npy", "b.npy"]
+    write_arrays(target, {"c": np.zeros(1)})
+    assert [p.name for p in target.iterdir()] == ["c.npy"]
+    assert _leftovers(tmp_path) == []
+
+
+def test_unwritable_directory_is_a_clear_error(tmp_path):
+    if os.geteuid() == 0:
+        blocker = tmp_path / "file"
+        blocker.write_text("x")
+        target = blocker / "sub" / "out.json"  # parent is a file: fails even for root
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        target = locked / "out.json"
+    with pytest.raises(CaeError, match="cannot write here"):
+        write_json(target, {"a": 1})
+
+
+def test_write_json_is_sorted_and_rejects_non_finite(tmp_path):
+    path = tmp_path / "m.json"
+    write_json(path, {"b": np.float32(0.5), "a": np.int64(3)})
+    assert path.read_text() == '{\n  "a": 3,\n  "b": 0.5\n}\n'
+    with pytest.raises(ValueError, match="non-finite"):
+        write_json(path, {"loss": float("nan")})
+    assert path.read_text().startswith('{\n  "a": 3')  # old content intact
+
+
+def test_read_arrays_names_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(CaeError, match=r"nothere: not found; run `dvc repro download`"):
+        read_arrays(tmp_path / "nothere", ["a"], hint="run `dvc repro download`")
+    write_arrays(tmp_path / "d", {"a": np.arange(4)})
+    with pytest.raises(CaeError, match=r"b\.npy: not found"):
+        read_arrays(tmp_path / "d", ["a", "b"], hint="x")
+    (tmp_path / "d" / "a.npy").write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(CaeError, match=r"a\.npy: unreadable or corrupt"):
+        read_arrays(tmp_path / "d", ["a"], hint="x")
+    np.save(tmp_path / "d" / "a.npy", np.array([{"x": 1}], dtype=object))
+    with pytest.raises(CaeError, match=r"a\.npy: unreadable or corrupt"):
+        read_arrays(tmp_path / "d", ["a"], hint="x")  # pickled objects are refused

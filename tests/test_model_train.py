@@ -1,0 +1,124 @@
+"""Architecture from params, deterministic saving, and a real (tiny) training run."""
+
+import hashlib
+import json
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+from cae import runtime
+from cae.config import ModelParams, parse_params
+from cae.errors import CaeError
+from cae.model import build_autoencoder, check_input_shape, encoder_of, load_model, save_model
+from cae.train import train_autoencoder
+
+
+def test_default_is_exactly_the_reference_architecture():
+    model = build_autoencoder(ModelParams(), (28, 28, 1))
+    summary = [
+        (type(layer).__name__, getattr(layer, "filters", None), layer.output.shape[1:])
+        for layer in model.layers[1:]
+    ]
+    assert summary == [
+        ("Conv2D", 16, (28, 28, 16)),
+        ("MaxPooling2D", None, (14, 14, 16)),
+        ("Conv2D", 8, (14, 14, 8)),
+        ("MaxPooling2D", None, (7, 7, 8)),
+        ("Conv2D", 8, (7, 7, 8)),
+        ("UpSampling2D", None, (14, 14, 8)),
+        ("Conv2D", 16, (14, 14, 16)),
+        ("UpSampling2D", None, (28, 28, 16)),
+        ("Conv2D", 1, (28, 28, 1)),
+    ]
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert all(c.kernel_size == (3, 3) and c.padding == "same" for c in convs)
+    assert [c.activation.__name__ for c in convs] == ["relu"] * 4 + ["sigmoid"]
+    assert encoder_of(model).output.shape[1:] == (7, 7, 8)
+
+
+def test_filters_strided_transpose_and_colour():
+    cfg = ModelParams(filters=[32, 64], downsample="strided", upsample="transpose")
+    model = build_autoencoder(cfg, (32, 32, 3))
+    assert model.output.shape[1:] == (32, 32, 3)
+    kinds = [type(layer).__name__ for layer in model.layers[1:]]
+    assert kinds == ["Conv2D", "Conv2D", "Conv2DTranspose", "Conv2DTranspose", "Conv2D"]
+    assert [layer.filters for layer in model.layers[1:]] == [32, 64, 64, 32, 3]
+
+
+def test_size_the_architecture_cannot_take_says_which_sizes_work():
+    with pytest.raises(CaeError, match=r"30×30 .* multiples of 4 \(e\.g\. 4, 8, 12, 16\)"):
+        check_input_shape((30, 30, 1), 2)
+    check_input_shape((28, 28, 1), 2)
+    with pytest.raises(CaeError, match="multiples of 8"):
+        build_autoencoder(ModelParams(filters=[8, 8, 8]), (28, 28, 1))
+
+
+def _zip_digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_save_is_byte_deterministic_and_loads_in_safe_mode(tmp_path):
+    runtime.make_deterministic(0)
+    model = build_autoencoder(ModelParams(), (8, 8, 1))
+    save_model(model, tmp_path / "a.keras")
+    clone = build_autoencoder(ModelParams(), (8, 8, 1))  # new Python objects, new id()s
+    clone.set_weights(model.get_weights())
+    save_model(clone, tmp_path / "b.keras")
+    assert _zip_digest(tmp_path / "a.keras") == _zip_digest(tmp_path / "b.keras")
+    with zipfile.ZipFile(tmp_path / "a.keras") as zf:
+        assert "date_saved" not in json.loads(zf.read("metadata.json"))
+        assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+    loaded = load_model(tmp_path / "a.keras")
+    x = np.random.default_rng(0).random((2, 8, 8, 1), dtype=np.float32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def test_load_model_errors_name_the_file(tmp_path):
+    with pytest.raises(CaeError, match=r"missing\.keras: no trained model here; run `dvc repro train`"):
+        load_model(tmp_path / "missing.keras")
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(CaeError, match=r"bad\.keras: not a loadable Keras model"):
+        load_model(bad)
+
+
+def _tiny_data(n=64, size=8):
+    rng = np.random.default_rng(0)
+    clean = (rng.random((n, size, size, 1)) > 0.7).astype(np.float32)
+    noisy = np.clip(clean + 0.3 * rng.standard_normal(clean.shape).astype(np.float32), 0, 1)
+    return noisy, clean
+
+
+def _fit(tmp_path, name, **overrides):
+    params = parse_params({"epochs": 3, "batch_size": 16, **overrides})
+    noisy, clean = _tiny_data()
+    runtime.make_deterministic(params.seed)
+    log_dir = tmp_path / name
+    return train_autoencoder(params, noisy[:48], clean[:48], noisy[48:], clean[48:], log_dir=log_dir), log_dir
+
+
+def test_training_learns_logs_curves_and_is_deterministic(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # DVCLive inspects the git/DVC repo around the working directory
+    first, log_dir = _fit(tmp_path, "run1", model={"learning_rate": 0.01})
+    second, _ = _fit(tmp_path, "run2", model={"learning_rate": 0.01})
+    losses = first.history["loss"]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert first.summary() == second.summary()
+    assert first.summary()["train_images"] == 48 and first.summary()["epochs"] == 3
+    for a, b in zip(first.model.get_weights(), second.model.get_weights(), strict=True):
+        assert a.tobytes() == b.tobytes()
+    train_tsv = (log_dir / "plots/metrics/train/loss.tsv").read_text().splitlines()
+    eval_tsv = (log_dir / "plots/metrics/eval/loss.tsv").read_text().splitlines()
+    assert train_tsv[0] == "step\tloss" and len(train_tsv) == 4 and len(eval_tsv) == 4
+    assert first.images_per_second > 0
+
+
+def test_divergence_is_a_clear_error_not_a_model(tmp_path):
+    noisy, clean = _tiny_data()
+    clean[0, 0, 0, 0] = np.nan  # a NaN target makes the loss NaN
+    params = parse_params({"epochs": 2, "batch_size": 16})
+    with pytest.raises(CaeError, match="training diverged.*No model was written"):
+        train_autoencoder(params, noisy[:48], clean[:48], noisy[48:], clean[48:])

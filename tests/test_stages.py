@@ -1,0 +1,102 @@
+"""Stage entry points as DVC runs them: bad params and missing inputs fail cleanly."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ["download", "noisy_pairs", "train", "evaluate", "plots"]
+
+
+def run_stage(name, cwd, timeout=300):
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run(
+        [sys.executable, "-m", f"cae.stages.{name}"],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def write_params(directory, **overrides):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split("__")
+        node = params
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    (directory / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def error_lines(proc):
+    return [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"epochs": -1}, "epochs"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"model__filters": []}, "model.filters"),
+        ({"noise__factor": -0.5}, "noise.factor"),
+        ({"model__colour": 3}, "model.colour"),
+    ],
+)
+def test_bad_params_exit_non_zero_with_one_line_and_no_output(tmp_path, stage, overrides, key):
+    write_params(tmp_path, **overrides)
+    proc = run_stage(stage, tmp_path, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == error_lines(proc)
+    assert len(error_lines(proc)) == 1
+    assert error_lines(proc)[0].startswith(f"error: params.yaml: {key}: ")
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"], "nothing may be written"
+
+
+@pytest.mark.parametrize(
+    ("stage", "missing", "hint"),
+    [
+        ("noisy_pairs", "data/raw", "dvc repro download"),
+        ("train", "data/prepared", "dvc repro noisy_pairs"),
+        ("evaluate", "data/prepared", "dvc repro noisy_pairs"),
+    ],
+)
+def test_missing_input_names_the_path_and_the_fix(tmp_path, stage, missing, hint):
+    write_params(tmp_path)
+    proc = run_stage(stage, tmp_path)
+    assert proc.returncode == 2
+    assert f"error: {missing}" in proc.stderr and hint in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "models").exists() and not (tmp_path / "metrics").exists()
+
+
+def test_missing_model_says_to_train_first(tmp_path):
+    import numpy as np
+
+    from cae.io import write_arrays
+
+    write_params(tmp_path)
+    x = np.zeros((2, 28, 28, 1), np.uint8)
+    write_arrays(tmp_path / "data/prepared", {"x_test": x, "x_test_noisy": x.astype(np.float32)})
+    proc = run_stage("evaluate", tmp_path)
+    assert proc.returncode == 2
+    assert "models/autoencoder.keras: no trained model here; run `dvc repro train`" in proc.stderr
+
+
+def test_image_size_the_model_cannot_take(tmp_path):
+    import numpy as np
+
+    from cae.io import write_arrays
+
+    write_params(tmp_path, model__filters=[8, 8, 8])  # 3 levels: 28 is not a multiple of 8
+    x = np.zeros((4, 28, 28, 1), np.uint8)
+    write_arrays(tmp_path / "data/prepared", {n: x for n in ("x_train", "x_val")} | {
+        n: x.astype(np.float32) for n in ("x_train_noisy", "x_val_noisy")})  # fmt: skip
+    proc = run_stage("train", tmp_path)
+    assert proc.returncode == 2
+    assert "multiples of 8" in proc.stderr and "model.filters" in proc.stderr
+    assert not (tmp_path / "models").exists()
