@@ -92,3 +92,40 @@ def test_yaml_round_trip_of_defaults(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(Params().model_dump()))
     assert load_params(path) == Params()
+
+
+def test_presets_fill_unset_keys_and_explicit_keys_win():
+    unet = parse_params({"model": {"preset": "unet_deep"}}).model
+    assert unet.skip and unet.batch_norm and unet.convs_per_level == 2 and unet.filters == [32, 64]
+    assert unet.loss == "bce" and unet.kernel_size == 3  # the rest from the reference
+    mixed = parse_params({"model": {"preset": "unet", "filters": [8, 8], "loss": {"mse": 0.8, "ssim": 0.2}}}).model
+    assert mixed.filters == [8, 8] and mixed.skip and mixed.loss == {"mse": 0.8, "ssim": 0.2}
+    # null in params.yaml means "from the preset"
+    assert parse_params({"model": {"preset": "wide", "filters": None}}).model.filters == [32, 64]
+
+
+@pytest.mark.parametrize(
+    ("raw", "line"),
+    [
+        ({"model": {"preset": "huge"}}, "params.yaml: model.preset: Input should be 'reference'"),
+        ({"model": {"loss": {"mse": -1}}}, "params.yaml: model.loss.mse: Input should be greater than 0"),
+        ({"model": {"loss": {"psnr": 1}}}, "params.yaml: model.loss.psnr: Input should be 'bce'"),
+        ({"model": {"loss": {}}}, "params.yaml: model.loss: a loss mix needs at least one"),
+        ({"noise": {"factor": []}}, "params.yaml: noise.factor: must be a number or a non-empty list"),
+        ({"noise": {"factor": [0.1, -1]}}, "params.yaml: noise.factor.1: Input should be greater than or equal to 0"),
+        ({"noise": {"kind": "masking", "factor": 1.5}}, "params.yaml: noise.factor: for noise.kind masking"),
+        ({"noise": {"kind": "salt_pepper", "eval_levels": [2]}}, "params.yaml: noise.eval_levels: for noise.kind"),
+        ({"baselines": {"methods": ["magic"]}}, "params.yaml: baselines.methods.0: Input should be 'median'"),
+        ({"baselines": {"subset": 0}}, "params.yaml: baselines.subset: Input should be greater than 0"),
+    ],
+)
+def test_union_and_cross_field_errors_are_one_precise_line(raw, line):
+    with pytest.raises(ParamsError) as info:
+        parse_params(raw)
+    assert str(info.value).startswith(line) and len(str(info.value).splitlines()) == 1, str(info.value)
+
+
+def test_noise_levels_headline_and_training_levels():
+    noise = parse_params({"noise": {"factor": [0.5, 0.1], "eval_levels": [0.2, 0.5]}}).noise
+    assert noise.train_levels == [0.5, 0.1] and noise.test_level == 0.5 and noise.levels == [0.2, 0.5]
+    assert parse_params({}).noise.levels == [0.2, 0.4, 0.6]

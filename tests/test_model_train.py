@@ -122,3 +122,72 @@ def test_divergence_is_a_clear_error_not_a_model(tmp_path):
     params = parse_params({"epochs": 2, "batch_size": 16})
     with pytest.raises(CaeError, match="training diverged.*No model was written"):
         train_autoencoder(params, noisy[:48], clean[:48], noisy[48:], clean[48:])
+
+
+def _layer_kinds(model):
+    return [type(layer).__name__ for layer in model.layers[1:]]
+
+
+@pytest.mark.parametrize("preset", ["reference", "wide", "strided", "unet", "resunet", "unet_deep"])
+def test_every_preset_builds_trains_a_step_and_round_trips(preset, tmp_path):
+    cfg = parse_params({"model": {"preset": preset}}).model
+    model = build_autoencoder(cfg, (16, 16, 1))
+    assert model.output.shape[1:] == (16, 16, 1)
+    from cae.model import compile_autoencoder
+
+    compile_autoencoder(model, cfg)
+    x = np.random.default_rng(0).random((4, 16, 16, 1), dtype=np.float32)
+    assert np.isfinite(model.train_on_batch(x, x))
+    save_model(model, tmp_path / "m.keras")
+    np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
+def test_unet_has_skip_connections_and_batch_norm():
+    model = build_autoencoder(parse_params({"model": {"preset": "unet_deep"}}).model, (28, 28, 1))
+    kinds = _layer_kinds(model)
+    assert kinds.count("Concatenate") == 2 and "BatchNormalization" in kinds
+    concat = [layer for layer in model.layers if type(layer).__name__ == "Concatenate"]
+    assert [tuple(c.output.shape[1:]) for c in concat] == [(14, 14, 128), (28, 28, 96)]  # 64 up + 64 skip; 64 up + 32 skip
+
+
+def test_residual_output_subtracts_predicted_noise_and_stays_in_range():
+    cfg = parse_params({"model": {"preset": "resunet"}}).model
+    model = build_autoencoder(cfg, (8, 8, 1))
+    assert model.get_layer("input_minus_noise") is not None
+    noise_layer = model.get_layer("noise")
+    noise_layer.set_weights([np.zeros_like(w) for w in noise_layer.get_weights()])  # predicts no noise
+    x = np.random.default_rng(0).random((2, 8, 8, 1), dtype=np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0), x, atol=1e-6)  # → output is the input
+    noise_layer.set_weights([np.zeros_like(noise_layer.get_weights()[0]), np.full(1, -5.0, np.float32)])
+    assert model.predict(x, verbose=0).max() <= 1.0  # clipped
+
+
+def test_explicit_keys_override_the_preset():
+    cfg = parse_params({"model": {"preset": "unet", "filters": [8], "batch_norm": False}}).model
+    assert cfg.filters == [8] and cfg.batch_norm is False and cfg.skip is True
+    kinds = _layer_kinds(build_autoencoder(cfg, (8, 8, 1)))
+    assert "BatchNormalization" not in kinds and "Concatenate" in kinds
+
+
+@pytest.mark.parametrize("loss", ["bce", "mse", "mae", "ssim", {"mse": 0.8, "ssim": 0.2}, {"bce": 1.0, "mae": 0.5}])
+def test_losses_are_zero_for_perfect_output_and_positive_otherwise(loss):
+    from cae.model import make_loss
+
+    fn = keras.losses.get(make_loss(loss)) if isinstance(make_loss(loss), str) else make_loss(loss)
+    rng = np.random.default_rng(0)
+    y = (rng.random((3, 16, 16, 1)) > 0.5).astype(np.float32)
+    perfect = float(keras.ops.mean(fn(y, y)))
+    worse = float(keras.ops.mean(fn(y, np.clip(y + 0.3 * rng.standard_normal(y.shape), 0, 1).astype(np.float32))))
+    assert perfect < 1e-3 and worse > perfect + 0.01
+
+
+def test_weighted_loss_is_the_weighted_sum_of_its_terms():
+    from cae.model import WeightedLoss
+
+    rng = np.random.default_rng(1)
+    y = rng.random((2, 16, 16, 1)).astype(np.float32)
+    p = rng.random((2, 16, 16, 1)).astype(np.float32)
+    mse, mae = float(np.mean((y - p) ** 2)), float(np.mean(np.abs(y - p)))
+    assert float(WeightedLoss({"mse": 2.0, "mae": 0.5})(y, p)) == pytest.approx(2 * mse + 0.5 * mae, rel=1e-5)
+    assert WeightedLoss.from_config(WeightedLoss({"mse": 1.0}).get_config()).weights == {"mse": 1.0}

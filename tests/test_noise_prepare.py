@@ -5,8 +5,8 @@ import pytest
 
 from cae.config import parse_params
 from cae.errors import CaeError
-from cae.noise import corrupt, gaussian
-from cae.prepare import PREPARED_FILES, make_pairs, split_indices, to_float
+from cae.noise import corrupt, corrupt_mixed, gaussian
+from cae.prepare import PREPARED_FILES, eval_subset, make_pairs, split_indices, to_float
 
 
 def _raw(n_train=50, n_test=20, seed=3):
@@ -77,3 +77,61 @@ def test_make_pairs_shapes_dtypes_and_determinism():
     assert pairs["x_test_noisy"].tobytes() != other["x_test_noisy"].tobytes()
     # the test set itself is never shuffled or subset
     np.testing.assert_array_equal(pairs["x_test"], _raw()["x_test"])
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "salt_pepper", "speckle", "poisson", "masking"])
+def test_every_kind_is_seeded_in_range_and_grows_with_level(kind):
+    x = np.random.default_rng(0).random((6, 12, 12, 1), dtype=np.float32)
+    a = corrupt(x, kind, 0.3, np.random.default_rng(5))
+    b = corrupt(x, kind, 0.3, np.random.default_rng(5))
+    assert a.dtype == np.float32 and a.shape == x.shape
+    assert a.tobytes() == b.tobytes()
+    assert a.min() >= 0 and a.max() <= 1
+    errs = [np.abs(corrupt(x, kind, f, np.random.default_rng(5)) - x).mean() for f in (0.0, 0.1, 0.5)]
+    assert errs[0] == 0 and errs[0] < errs[1] < errs[2]
+
+
+def test_salt_pepper_and_masking_hit_the_requested_fraction():
+    x = np.full((20, 32, 32, 3), 0.5, np.float32)
+    sp = corrupt(x, "salt_pepper", 0.1, np.random.default_rng(0))
+    changed = (sp != 0.5).any(axis=-1)
+    assert abs(changed.mean() - 0.1) < 0.01
+    assert set(np.unique(sp[sp != 0.5])) == {0.0, 1.0}
+    assert ((sp == 0) | (sp == 0.5) | (sp == 1)).all() and (sp[..., 0] == sp[..., 2]).all()  # same pixel, all channels
+    masked = corrupt(x, "masking", 0.25, np.random.default_rng(0), block=4)
+    dropped = masked[..., 0] == 0
+    assert abs(dropped.mean() - 0.25) < 0.03
+    blocks = dropped.reshape(20, 8, 4, 8, 4)  # whole 4×4 blocks drop together
+    assert (blocks.all(axis=(2, 4)) == blocks.any(axis=(2, 4))).all()
+
+
+def test_poisson_noise_std_at_white_is_the_factor():
+    x = np.ones((50, 16, 16, 1), np.float32)
+    noisy = corrupt(x, "poisson", 0.1, np.random.default_rng(0))
+    unclipped_std = np.sqrt(((noisy - 1) ** 2)[noisy < 1].sum() * 2 / noisy.size)  # clip folds half the spread
+    assert 0.07 < unclipped_std < 0.13
+
+
+def test_mixed_levels_use_every_level():
+    x = np.full((300, 4, 4, 1), 0.5, np.float32)
+    noisy = corrupt_mixed(x, "gaussian", [0.0, 0.5], np.random.default_rng(0))
+    untouched = (noisy == 0.5).all(axis=(1, 2, 3))
+    assert 0.35 < untouched.mean() < 0.65  # about half the images drew level 0
+
+
+def test_prepared_test_levels_and_headline():
+    params = parse_params({"noise": {"factor": [0.3, 0.1], "eval_levels": [0.5, 0.3]}})
+    pairs = make_pairs(_raw(), params)
+    np.testing.assert_allclose(pairs["test_levels"], [0.3, 0.5])  # headline (first factor) + eval levels
+    assert pairs["x_test_levels"].shape == (2, 20, 8, 8, 1)
+    assert params.noise.test_level == 0.3
+    headline = np.abs(pairs["x_test_noisy"] - to_float(pairs["x_test"])).mean()
+    at_03 = np.abs(pairs["x_test_levels"][0] - to_float(pairs["x_test"])).mean()
+    assert headline == pytest.approx(at_03, rel=0.15)
+
+
+def test_eval_subset_is_seeded_sorted_and_bounded():
+    a = eval_subset(100, 10, seed=1)
+    assert len(a) == 10 and (np.diff(a) > 0).all()
+    np.testing.assert_array_equal(a, eval_subset(100, 10, seed=1))
+    np.testing.assert_array_equal(eval_subset(5, 10, seed=1), np.arange(5))

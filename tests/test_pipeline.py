@@ -7,48 +7,19 @@ touches, reproduces byte for byte, and lists experiments with their metrics.
 
 import json
 import math
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import yaml
+from project_copy import sh, tiny_project
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-IGNORE = shutil.ignore_patterns(
-    ".git", ".venv", "data", "models", "cache", "tmp", "__pycache__", "*.egg-info", ".pytest_cache", ".tmp-*"
-)
 EVAL_KEYS = {"denoise_psnr", "denoise_ssim", "noisy_psnr", "noisy_ssim", "recon_psnr", "recon_ssim", "recon_bce",
              "test_images"}  # fmt: skip
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-def sh(cmd, cwd, timeout=600):
-    env = {
-        **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
-        "DVC_NO_ANALYTICS": "1",
-    }  # fmt: skip
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, shell=True)
-    assert proc.returncode == 0, f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout + proc.stderr
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipeline") / "project"
-    shutil.copytree(REPO, root, ignore=IGNORE)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params.update(dataset="mnist_sample", epochs=2, batch_size=128)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh("git init -q -b main && git add -A && git commit -q -m init", root)
-    return root
+    return tiny_project(tmp_path_factory.mktemp("pipeline") / "project", epochs=2, batch_size=128)
 
 
 def read_metrics(root):
@@ -57,7 +28,7 @@ def read_metrics(root):
 
 def test_repro_then_noop_then_force_is_byte_identical_then_experiment(project):
     out = sh("dvc repro", project)
-    for stage in ("download", "noisy_pairs", "train", "evaluate", "plots"):
+    for stage in ("download", "noisy_pairs", "baselines", "train", "evaluate", "plots"):
         assert f"Running stage '{stage}'" in out
     for path in (
         "data/raw/x_train.npy", "data/prepared/x_test_noisy.npy", "models/autoencoder.keras",
@@ -70,10 +41,18 @@ def test_repro_then_noop_then_force_is_byte_identical_then_experiment(project):
     assert set(metrics["train.json"]) == {"loss", "val_loss", "epochs", "train_images"}
     assert set(metrics["train_timing.json"]) == {"seconds", "images_per_second"}
     for values in metrics.values():
-        assert all(math.isfinite(v) for v in values.values())
+        assert all(math.isfinite(v) for v in values.values() if not isinstance(v, str))
     assert metrics["eval.json"]["test_images"] == 1000
     assert metrics["train.json"] == {**metrics["train.json"], "epochs": 2, "train_images": 3600}
     assert len((project / "dvclive/plots/metrics/train/loss.tsv").read_text().splitlines()) == 3
+    baselines = metrics["baselines.json"]
+    assert baselines["best_method"] in ("median", "gaussian") and baselines["test_images"] == 100
+    assert baselines["best_psnr"] == max(baselines["median_psnr"], baselines["gaussian_psnr"])
+    by_noise = (project / "plots/psnr_by_noise.csv").read_text().splitlines()
+    assert by_noise[0] == "level,method,psnr,ssim"
+    assert sorted(line.split(",")[:2][1] for line in by_noise[1:]) == sorted(
+        ["autoencoder", "noisy", "median", "gaussian"] * 2
+    )  # levels 0.2 and the headline 0.4
 
     # Nothing changed: nothing reruns.
     assert "Data and pipelines are up to date" in sh("dvc repro", project)
@@ -95,6 +74,7 @@ def test_repro_then_noop_then_force_is_byte_identical_then_experiment(project):
     out = sh("dvc exp run -S epochs=1 -n one-epoch", project)
     assert "Stage 'download' didn't change, skipping" in out
     assert "Stage 'noisy_pairs' didn't change, skipping" in out
+    assert "Stage 'baselines' didn't change, skipping" in out
     for stage in ("train", "evaluate", "plots"):
         assert f"Running stage '{stage}'" in out
     shown = json.loads(sh("dvc exp show --json", project))
@@ -112,4 +92,5 @@ def test_repro_then_noop_then_force_is_byte_identical_then_experiment(project):
     diff = json.loads(sh("dvc metrics diff --json", project))
     assert "metrics/train.json" in diff
     sh("dvc plots show -o rendered", project)
-    assert (project / "rendered/index.html").is_file()
+    html = (project / "rendered/index.html").read_text()
+    assert "PSNR by noise level" in html and '"method"' in html  # the per-method template was used

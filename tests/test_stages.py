@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["download", "noisy_pairs", "train", "evaluate", "plots"]
+STAGES = ["download", "noisy_pairs", "baselines", "train", "evaluate", "plots"]
 
 
 def run_stage(name, cwd, timeout=300):
@@ -63,6 +63,7 @@ def test_bad_params_exit_non_zero_with_one_line_and_no_output(tmp_path, stage, o
         ("noisy_pairs", "data/raw", "dvc repro download"),
         ("train", "data/prepared", "dvc repro noisy_pairs"),
         ("evaluate", "data/prepared", "dvc repro noisy_pairs"),
+        ("baselines", "data/prepared", "dvc repro noisy_pairs"),
     ],
 )
 def test_missing_input_names_the_path_and_the_fix(tmp_path, stage, missing, hint):
@@ -74,17 +75,36 @@ def test_missing_input_names_the_path_and_the_fix(tmp_path, stage, missing, hint
     assert not (tmp_path / "models").exists() and not (tmp_path / "metrics").exists()
 
 
-def test_missing_model_says_to_train_first(tmp_path):
+def write_prepared_test_split(root):
+    """The test arrays `evaluate` reads, as `noisy_pairs` writes them (2 blank images)."""
     import numpy as np
 
     from cae.io import write_arrays
 
-    write_params(tmp_path)
     x = np.zeros((2, 28, 28, 1), np.uint8)
-    write_arrays(tmp_path / "data/prepared", {"x_test": x, "x_test_noisy": x.astype(np.float32)})
+    write_arrays(root / "data/prepared", {
+        "x_test": x, "x_test_noisy": x.astype(np.float32),
+        "test_levels": np.array([0.4], np.float32), "x_test_levels": x[None].astype(np.float32),
+    })  # fmt: skip
+
+
+def test_missing_model_says_to_train_first(tmp_path):
+    write_params(tmp_path)
+    write_prepared_test_split(tmp_path)
+    (tmp_path / "data/baselines").mkdir()
+    (tmp_path / "data/baselines/by_noise.csv").write_text("level,method,psnr,ssim\n0.4,median,15.0,0.5\n")
     proc = run_stage("evaluate", tmp_path)
     assert proc.returncode == 2
     assert "models/autoencoder.keras: no trained model here; run `dvc repro train`" in proc.stderr
+    assert not (tmp_path / "metrics").exists()
+
+
+def test_evaluate_without_baselines_says_which_stage_to_run(tmp_path):
+    write_params(tmp_path)
+    write_prepared_test_split(tmp_path)
+    proc = run_stage("evaluate", tmp_path)
+    assert proc.returncode == 2
+    assert "data/baselines/by_noise.csv: not found; run `dvc repro baselines`" in proc.stderr
 
 
 def test_image_size_the_model_cannot_take(tmp_path):

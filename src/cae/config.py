@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from cae.errors import ParamsError
 
@@ -50,20 +58,92 @@ class SplitParams(Section):
 
 
 class NoiseParams(Section):
-    kind: Literal["gaussian"] = "gaussian"
-    factor: NonNegativeFloat = 0.4
+    """Synthetic corruption (see :mod:`cae.noise` for what ``factor`` means per kind)."""
+
+    kind: Literal["gaussian", "salt_pepper", "speckle", "poisson", "masking"] = "gaussian"
+    factor: NonNegativeFloat | list[NonNegativeFloat] = 0.4
+    eval_levels: list[NonNegativeFloat] = Field(default_factory=lambda: [0.2, 0.4, 0.6])
+    block: PositiveInt = 1
+
+    @field_validator("factor", "eval_levels")
+    @classmethod
+    def _levels_make_sense(cls, v, info: ValidationInfo):
+        values = v if isinstance(v, list) else [v]
+        if info.field_name == "factor" and not values:
+            raise ValueError("must be a number or a non-empty list of numbers (got [])")
+        kind = info.data.get("kind")
+        if kind in ("salt_pepper", "masking") and any(x > 1 for x in values):
+            raise ValueError(f"for noise.kind {kind} a level is a fraction of pixels, at most 1 (got {v})")
+        return v
+
+    @property
+    def train_levels(self) -> list[float]:
+        """The level(s) training and validation pairs are corrupted at."""
+        return list(self.factor) if isinstance(self.factor, list) else [self.factor]
+
+    @property
+    def test_level(self) -> float:
+        """The headline test level: ``factor``, or its first entry when it is a list."""
+        return self.train_levels[0]
+
+    @property
+    def levels(self) -> list[float]:
+        """Every level evaluated: the headline level and ``eval_levels``, sorted, unique."""
+        return sorted({self.test_level, *self.eval_levels})
+
+
+LossName = Literal["bce", "mse", "mae", "ssim"]
+
+# Named architectures. A preset fills every model key that params.yaml leaves null;
+# a key set explicitly overrides the preset.
+PRESETS: dict[str, dict] = {
+    # the reference Keras script: Conv(16)-Pool-Conv(8)-Pool, mirrored with UpSampling
+    "reference": {
+        "filters": [16, 8], "kernel_size": 3, "activation": "relu", "downsample": "maxpool",
+        "upsample": "upsampling", "convs_per_level": 1, "batch_norm": False, "skip": False,
+        "residual": False, "learning_rate": 1e-3, "loss": "bce",
+    },
+    # the same shape, four times the filters
+    "wide": {"filters": [32, 64]},
+    # strided convolutions down, transposed convolutions up
+    "strided": {"filters": [32, 64], "downsample": "strided", "upsample": "transpose"},
+    # a small U-Net, fast on a CPU: batch norm and skip connections
+    "unet": {"filters": [8, 16], "batch_norm": True, "skip": True},
+    # the small U-Net predicting the noise (residual output), trained on MSE
+    "resunet": {"filters": [8, 16], "batch_norm": True, "skip": True, "residual": True, "loss": "mse"},
+    # the classic U-Net shape: two convolutions per level, wider (for a GPU)
+    "unet_deep": {"filters": [32, 64], "convs_per_level": 2, "batch_norm": True, "skip": True},
+}  # fmt: skip
 
 
 class ModelParams(Section):
-    """The reference architecture by default: Conv(16)-Pool-Conv(8)-Pool, mirrored."""
+    """The autoencoder's architecture and optimisation; ``preset`` fills unset keys."""
 
-    filters: list[PositiveInt] = Field(default_factory=lambda: [16, 8])
-    kernel_size: PositiveInt = 3
-    activation: Literal["relu", "elu", "gelu", "selu", "swish", "tanh", "leaky_relu"] = "relu"
-    downsample: Literal["maxpool", "avgpool", "strided"] = "maxpool"
-    upsample: Literal["upsampling", "transpose"] = "upsampling"
-    learning_rate: PositiveFloat = 1e-3
-    loss: Literal["bce", "mse", "mae"] = "bce"
+    preset: Literal["reference", "wide", "strided", "unet", "resunet", "unet_deep"] = "reference"
+    filters: list[PositiveInt]
+    kernel_size: PositiveInt
+    activation: Literal["relu", "elu", "gelu", "selu", "swish", "tanh", "leaky_relu"]
+    downsample: Literal["maxpool", "avgpool", "strided"]
+    upsample: Literal["upsampling", "transpose"]
+    convs_per_level: PositiveInt
+    batch_norm: bool
+    skip: bool
+    residual: bool
+    learning_rate: PositiveFloat
+    loss: LossName | dict[LossName, PositiveFloat]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            return data
+        preset = data.get("preset") or "reference"
+        # An unknown preset is reported by the Literal check on `preset` alone.
+        merged = {**PRESETS["reference"], **PRESETS.get(preset, {}), "preset": preset}
+        merged.update({k: v for k, v in data.items() if v is not None})
+        return merged
 
     @field_validator("filters")
     @classmethod
@@ -79,6 +159,24 @@ class ModelParams(Section):
             raise ValueError(f"must be odd so 'same' padding is symmetric (got {v})")
         return v
 
+    @field_validator("loss")
+    @classmethod
+    def _loss_mix_not_empty(cls, v):
+        if isinstance(v, dict) and not v:
+            raise ValueError("a loss mix needs at least one weighted term, e.g. {mse: 0.8, ssim: 0.2}")
+        return v
+
+
+class BaselinesParams(Section):
+    """Classical denoisers scored beside the autoencoder (stage ``baselines``)."""
+
+    methods: list[Literal["median", "gaussian", "tv", "nlmeans", "wavelet", "bm3d"]] = Field(
+        default_factory=lambda: ["median", "gaussian", "tv", "nlmeans", "wavelet", "bm3d"]
+    )
+    subset: PositiveInt = 1000
+    val_images: PositiveInt = 50
+    workers: PositiveInt = 2
+
 
 class Params(Section):
     dataset: Literal["mnist", "mnist_sample"] = "mnist"
@@ -90,12 +188,33 @@ class Params(Section):
     split: SplitParams = Field(default_factory=SplitParams)
     noise: NoiseParams = Field(default_factory=NoiseParams)
     model: ModelParams = Field(default_factory=ModelParams)
+    baselines: BaselinesParams = Field(default_factory=BaselinesParams)
+
+
+_TYPE_TAGS = {"int", "float", "str", "bool"}
+
+
+def _is_type_tag(part: object) -> bool:
+    """Pydantic adds the member type of a union to an error's location; hide it."""
+    return isinstance(part, str) and ("[" in part or "-" in part or part in _TYPE_TAGS)
 
 
 def _format_error(source: str, err: ValidationError) -> str:
-    lines = []
+    """One line per bad key. A union (e.g. ``factor: float | list``) reports a failure
+    for each member; keep the one from the member whose type matched the input."""
+    groups: dict[str, list[dict]] = {}
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        base = []
+        for part in e["loc"]:
+            if _is_type_tag(part):
+                break
+            base.append(str(part))
+        groups.setdefault(".".join(base) or "(top level)", []).append(e)
+    lines = []
+    for base, errors in groups.items():
+        matched = [e for e in errors if not e["type"].endswith(("_type", "_parsing"))]
+        e = max(matched or errors, key=lambda err: len(err["loc"]))  # the most specific
+        key = ".".join(str(p) for p in e["loc"] if not _is_type_tag(p)) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see params.yaml in the repository for every key)"

@@ -58,3 +58,49 @@ def evaluate_denoiser(
         "recon_bce": round(binary_crossentropy(recon, clean), 6),
         "test_images": int(len(clean)),
     }
+
+
+BY_NOISE_COLUMNS = ("level", "method", "psnr", "ssim")
+
+
+def scores_by_level(
+    predict, clean: np.ndarray, noisy_levels: np.ndarray, levels: np.ndarray, method: str = "autoencoder"
+) -> list[dict]:
+    """Rows (level, method, psnr, ssim) for the noisy input and for ``predict`` at each level.
+
+    ``noisy_levels`` has shape (levels, N, H, W, C); ``clean`` (N, H, W, C).
+    """
+    rows = []
+    for level, noisy in zip(levels, noisy_levels, strict=True):
+        for name, images in (("noisy", noisy), (method, predict(noisy))):
+            psnr, ssim = psnr_ssim(images, clean, f"{name} @ {float(level):g}")
+            rows.append(score_row(float(level), name, psnr, ssim))
+    return rows
+
+
+def score_row(level: float, method: str, psnr: float, ssim: float) -> dict:
+    return {"level": round(level, 6), "method": method, "psnr": round(psnr, 4), "ssim": round(ssim, 5)}
+
+
+def write_rows_csv(path, rows: list[dict]) -> None:
+    """Write rows as CSV (sorted by level, then method), atomically."""
+    import csv
+    import io
+
+    from cae.io import write_bytes
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=BY_NOISE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(sorted(rows, key=lambda r: (r["level"], r["method"])))
+    write_bytes(path, buf.getvalue().encode())
+
+
+def read_rows_csv(path) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as f:
+        return [
+            {"level": float(r["level"]), "method": r["method"], "psnr": float(r["psnr"]), "ssim": float(r["ssim"])}
+            for r in csv.DictReader(f)
+        ]

@@ -1,12 +1,16 @@
 """The convolutional autoencoder, built from ``params.yaml``'s ``model`` block.
 
-With the defaults this is exactly the reference Keras script::
+With the defaults (``preset: reference``) this is exactly the reference Keras script::
 
-    Conv2D(16, 3, relu, same) → MaxPool(2) → Conv2D(8) → MaxPool(2)        # encoder
+    Conv2D(16, 3, relu, same) → MaxPool(2) → Conv2D(8) → MaxPool(2)             # encoder
     Conv2D(8) → UpSampling(2) → Conv2D(16) → UpSampling(2) → Conv2D(C, sigmoid)  # decoder
 
-Each entry of ``filters`` adds one encoder level (a convolution then a halving) and
-the decoder mirrors them in reverse order.
+Each entry of ``filters`` adds one encoder level (``convs_per_level`` convolutions,
+then a halving) and the decoder mirrors them in reverse order. Options: batch
+normalisation, strided / transposed convolutions, U-Net skip connections (the
+decoder upsamples first, then concatenates the encoder's features of the same
+size) and a residual output (the network predicts the noise, which is subtracted
+from the input).
 """
 
 from __future__ import annotations
@@ -18,19 +22,13 @@ import zipfile
 from pathlib import Path
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 from cae.config import ModelParams
 from cae.errors import CaeError
 from cae.io import TMP_PREFIX, atomic_path
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-
-LOSSES = {
-    "bce": "binary_crossentropy",
-    "mse": "mean_squared_error",
-    "mae": "mean_absolute_error",
-}
 
 
 def check_input_shape(shape: tuple[int, int, int], levels: int) -> None:
@@ -46,40 +44,116 @@ def check_input_shape(shape: tuple[int, int, int], levels: int) -> None:
         )
 
 
+def _conv(x, filters: int, cfg: ModelParams, name: str, strides: int = 1, transpose: bool = False):
+    """One convolution (+ batch norm) + activation."""
+    conv = layers.Conv2DTranspose if transpose else layers.Conv2D
+    if not cfg.batch_norm:
+        return conv(filters, cfg.kernel_size, strides=strides, padding="same", activation=cfg.activation,
+                    name=name)(x)  # fmt: skip
+    x = conv(filters, cfg.kernel_size, strides=strides, padding="same", use_bias=False, name=name)(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.Activation(cfg.activation, name=f"{name}_act")(x)
+
+
+def _convs(x, filters: int, cfg: ModelParams, name: str, n: int):
+    for j in range(n):
+        x = _conv(x, filters, cfg, f"{name}_conv{j}" if n > 1 else f"{name}_conv")
+    return x
+
+
 def build_autoencoder(cfg: ModelParams, input_shape: tuple[int, int, int]) -> keras.Model:
     """Build (uncompiled) the autoencoder for images of ``input_shape`` (H, W, C)."""
     check_input_shape(input_shape, len(cfg.filters))
-    k, act = cfg.kernel_size, cfg.activation
+    n = cfg.convs_per_level
     inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
-    for i, f in enumerate(cfg.filters):
+    x, skips = inputs, []
+    for i, f in enumerate(cfg.filters):  # encoder: convolve, remember, halve
         if cfg.downsample == "strided":
-            x = layers.Conv2D(f, k, strides=2, padding="same", activation=act, name=f"enc{i}_conv")(x)
+            x = _convs(x, f, cfg, f"enc{i}", n - 1)
+            skips.append(x)
+            x = _conv(x, f, cfg, f"enc{i}_down", strides=2)
         else:
-            x = layers.Conv2D(f, k, padding="same", activation=act, name=f"enc{i}_conv")(x)
+            x = _convs(x, f, cfg, f"enc{i}", n)
+            skips.append(x)
             pool = layers.MaxPooling2D if cfg.downsample == "maxpool" else layers.AveragePooling2D
             x = pool(2, padding="same", name=f"enc{i}_pool")(x)
-    for i, f in enumerate(reversed(cfg.filters)):
-        if cfg.upsample == "transpose":
-            x = layers.Conv2DTranspose(
-                f, k, strides=2, padding="same", activation=act, name=f"dec{i}_convt"
-            )(x)
-        else:
-            x = layers.Conv2D(f, k, padding="same", activation=act, name=f"dec{i}_conv")(x)
+    for i, f in enumerate(reversed(cfg.filters)):  # decoder: mirror
+        if cfg.skip:  # upsample, concatenate the encoder's features, convolve
+            if cfg.upsample == "transpose":
+                x = _conv(x, f, cfg, f"dec{i}_up", strides=2, transpose=True)
+            else:
+                x = layers.UpSampling2D(2, name=f"dec{i}_up")(x)
+            x = layers.Concatenate(name=f"dec{i}_skip")([x, skips[-1 - i]])
+            x = _convs(x, f, cfg, f"dec{i}", n)
+        elif cfg.upsample == "transpose":  # doubling convolution, then the rest
+            x = _conv(x, f, cfg, f"dec{i}_up", strides=2, transpose=True)
+            x = _convs(x, f, cfg, f"dec{i}", n - 1)
+        else:  # the reference: convolve, then upsample
+            x = _convs(x, f, cfg, f"dec{i}", n)
             x = layers.UpSampling2D(2, name=f"dec{i}_up")(x)
-    outputs = layers.Conv2D(
-        input_shape[-1], k, padding="same", activation="sigmoid", name="reconstruction"
-    )(x)
+    channels = input_shape[-1]
+    if cfg.residual:  # predict the noise; the output is the input minus it, clipped to [0, 1]
+        noise = layers.Conv2D(channels, cfg.kernel_size, padding="same", name="noise")(x)
+        x = layers.Subtract(name="input_minus_noise")([inputs, noise])
+        outputs = layers.ReLU(max_value=1.0, name="reconstruction")(x)
+    else:
+        outputs = layers.Conv2D(channels, cfg.kernel_size, padding="same", activation="sigmoid",
+                                name="reconstruction")(x)  # fmt: skip
     return keras.Model(inputs, outputs, name="autoencoder")
 
 
+_PER_IMAGE_AXES = (1, 2, 3)
+
+
+def _per_image(name: str, y_true, y_pred):
+    """Loss ``name`` per image (a vector over the batch)."""
+    if name == "bce":
+        p = ops.clip(y_pred, 1e-7, 1 - 1e-7)
+        return ops.mean(-(y_true * ops.log(p) + (1 - y_true) * ops.log(1 - p)), axis=_PER_IMAGE_AXES)
+    if name == "mse":
+        return ops.mean(ops.square(y_true - y_pred), axis=_PER_IMAGE_AXES)
+    if name == "mae":
+        return ops.mean(ops.abs(y_true - y_pred), axis=_PER_IMAGE_AXES)
+    if name == "ssim":
+        import tensorflow as tf
+
+        size = min(11, y_true.shape[1], y_true.shape[2])
+        return 1.0 - tf.image.ssim(y_true, y_pred, max_val=1.0, filter_size=size)
+    raise ValueError(f"unknown loss {name!r}")
+
+
+@keras.saving.register_keras_serializable(package="cae")
+class WeightedLoss(keras.losses.Loss):
+    """A weighted sum of per-image losses, e.g. ``{"mse": 0.8, "ssim": 0.2}``."""
+
+    def __init__(self, weights: dict[str, float], name: str = "weighted_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.weights = dict(weights)
+
+    def call(self, y_true, y_pred):
+        return sum(w * _per_image(term, y_true, y_pred) for term, w in self.weights.items())
+
+    def get_config(self):
+        return {**super().get_config(), "weights": self.weights}
+
+
+# Single named losses use Keras' own implementation (the reference script's numbers).
+KERAS_LOSSES = {"bce": "binary_crossentropy", "mse": "mean_squared_error", "mae": "mean_absolute_error"}
+
+
+def make_loss(loss: str | dict[str, float]):
+    if isinstance(loss, str) and loss in KERAS_LOSSES:
+        return KERAS_LOSSES[loss]
+    return WeightedLoss({loss: 1.0} if isinstance(loss, str) else loss)
+
+
 def compile_autoencoder(model: keras.Model, cfg: ModelParams) -> keras.Model:
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=LOSSES[cfg.loss])
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=make_loss(cfg.loss))
     return model
 
 
 def encoder_of(model: keras.Model) -> keras.Model:
-    """The encoder half: input image → latent code (the last encoder layer's output)."""
+    """The encoder half: input image → latent code (the output of the last encoder layer)."""
     last = [layer for layer in model.layers if layer.name.startswith("enc")][-1]
     return keras.Model(model.input, last.output, name="encoder")
 

@@ -1,24 +1,90 @@
 """Corruption models that turn clean images into the noisy half of a training pair.
 
-All functions take images as float32 in [0, 1] and a NumPy ``Generator`` so that the
-same seed gives the same noise, byte for byte.
+All functions take images as float32 in [0, 1] of shape (N, H, W, C), a level
+``factor`` and a NumPy ``Generator``, so that the same seed gives the same noise,
+byte for byte. What ``factor`` means depends on the kind:
+
+==============  ==============================================================
+``gaussian``    ``clip(x + factor·N(0, 1), 0, 1)`` — additive, std ``factor``
+``speckle``     ``clip(x + factor·x·N(0, 1), 0, 1)`` — multiplicative
+``poisson``     shot noise with ``1/factor²`` photons at full intensity, so the
+                noise std at a white pixel is ``factor`` (as for ``gaussian``)
+``salt_pepper`` a fraction ``factor`` of pixels set to 0 or 1 (half each)
+``masking``     a fraction ``factor`` of pixels (or of ``block``×``block``
+                blocks) dropped to 0
+==============  ==============================================================
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-NOISE_KINDS = ("gaussian",)
 
-
-def gaussian(x: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
-    """``clip(x + factor * N(0, 1), 0, 1)`` — the reference denoising corruption."""
+def gaussian(x: np.ndarray, factor: float, rng: np.random.Generator, block: int = 1) -> np.ndarray:
     noise = rng.standard_normal(x.shape, dtype=np.float32)
-    return np.clip(x + np.float32(factor) * noise, 0.0, 1.0).astype(np.float32, copy=False)
+    return np.clip(x + np.float32(factor) * noise, 0.0, 1.0)
 
 
-def corrupt(x: np.ndarray, kind: str, factor: float, rng: np.random.Generator) -> np.ndarray:
+def speckle(x: np.ndarray, factor: float, rng: np.random.Generator, block: int = 1) -> np.ndarray:
+    noise = rng.standard_normal(x.shape, dtype=np.float32)
+    return np.clip(x + np.float32(factor) * x * noise, 0.0, 1.0)
+
+
+def poisson(x: np.ndarray, factor: float, rng: np.random.Generator, block: int = 1) -> np.ndarray:
+    if factor == 0:
+        return x.copy()
+    peak = 1.0 / factor**2
+    return np.clip(rng.poisson(x.astype(np.float64) * peak) / peak, 0.0, 1.0).astype(np.float32)
+
+
+def salt_pepper(x: np.ndarray, factor: float, rng: np.random.Generator, block: int = 1) -> np.ndarray:
+    u = rng.random(x.shape[:3] + (1,), dtype=np.float32)  # same pixels in every channel
+    out = x.copy()
+    out[np.broadcast_to(u < factor / 2, x.shape)] = 0.0
+    out[np.broadcast_to((u >= factor / 2) & (u < factor), x.shape)] = 1.0
+    return out
+
+
+def masking(x: np.ndarray, factor: float, rng: np.random.Generator, block: int = 1) -> np.ndarray:
+    n, h, w, _ = x.shape
+    hb, wb = -(-h // block), -(-w // block)
+    drop = rng.random((n, hb, wb, 1), dtype=np.float32) < factor
+    drop = np.repeat(np.repeat(drop, block, axis=1), block, axis=2)[:, :h, :w]
+    return np.where(drop, np.float32(0.0), x)
+
+
+NOISE: dict[str, Callable[..., np.ndarray]] = {
+    "gaussian": gaussian,
+    "salt_pepper": salt_pepper,
+    "speckle": speckle,
+    "poisson": poisson,
+    "masking": masking,
+}
+NOISE_KINDS = tuple(NOISE)
+
+
+def corrupt(
+    x: np.ndarray, kind: str, factor: float, rng: np.random.Generator, block: int = 1
+) -> np.ndarray:
     """Apply the corruption ``kind`` at level ``factor`` to images ``x`` (float32, [0, 1])."""
-    if kind == "gaussian":
-        return gaussian(x, factor, rng)
-    raise ValueError(f"unknown noise kind {kind!r}; choose one of {', '.join(NOISE_KINDS)}")
+    try:
+        fn = NOISE[kind]
+    except KeyError:
+        raise ValueError(f"unknown noise kind {kind!r}; choose one of {', '.join(NOISE_KINDS)}") from None
+    return fn(np.asarray(x, dtype=np.float32), float(factor), rng, block).astype(np.float32, copy=False)
+
+
+def corrupt_mixed(
+    x: np.ndarray, kind: str, factors: list[float], rng: np.random.Generator, block: int = 1
+) -> np.ndarray:
+    """Corrupt each image at a level drawn uniformly from ``factors`` (a blind-denoiser mix)."""
+    if len(factors) == 1:
+        return corrupt(x, kind, factors[0], rng, block)
+    choice = rng.integers(0, len(factors), len(x))
+    out = np.empty(x.shape, dtype=np.float32)
+    for i, f in enumerate(factors):
+        idx = np.flatnonzero(choice == i)
+        out[idx] = corrupt(x[idx], kind, f, rng, block)
+    return out

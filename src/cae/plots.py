@@ -5,13 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from cae.io import atomic_path  # noqa: E402
+from cae.io import atomic_path
 
 
 def image_rows(rows: list[np.ndarray], titles: list[str], path: str | os.PathLike) -> None:
@@ -21,7 +18,9 @@ def image_rows(rows: list[np.ndarray], titles: list[str], path: str | os.PathLik
     timestamp or version string, so the same images give the same bytes.
     """
     n = max(len(r) for r in rows)
-    fig, axes = plt.subplots(len(rows), n, figsize=(n * 1.0 + 0.6, len(rows) * 1.05), squeeze=False)
+    # A bare Figure (no pyplot): no global backend switch, nothing left open.
+    fig = Figure(figsize=(n * 1.0 + 0.6, len(rows) * 1.05))
+    axes = fig.subplots(len(rows), n, squeeze=False)
     for r, (images, title) in enumerate(zip(rows, titles, strict=True)):
         for c in range(n):
             ax = axes[r][c]
@@ -39,7 +38,6 @@ def image_rows(rows: list[np.ndarray], titles: list[str], path: str | os.PathLik
     fig.subplots_adjust(left=0.1, right=0.99, top=0.99, bottom=0.01, wspace=0.05, hspace=0.05)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
 
 
 def reference_figure(clean: np.ndarray, recon: np.ndarray, path: str | os.PathLike) -> None:

@@ -1,21 +1,34 @@
-"""Stage `evaluate`: PSNR, SSIM and BCE of the model on the test split → metrics/eval.json."""
+"""Stage `evaluate`: the model on the test split → metrics/eval.json, plots/psnr_by_noise.csv.
+
+``metrics/eval.json`` scores all test images at the headline noise level.
+``plots/psnr_by_noise.csv`` has one row (level, method, psnr, ssim) per noise level
+and method — the noisy input, the autoencoder and every classical baseline — all on
+the same seeded subset of test images.
+"""
 
 from __future__ import annotations
 
 from cae.config import Params
-from cae.stages import HINT_PREPARED, METRICS_DIR, MODEL_PATH, PREPARED_DIR, log, run_stage
+from cae.stages import HINT_PREPARED, METRICS_DIR, MODEL_PATH, PLOTS_DIR, PREPARED_DIR, log, run_stage
+from cae.stages.baselines import BY_NOISE as BASELINES_BY_NOISE
 
 EVAL_METRICS = METRICS_DIR / "eval.json"
+PSNR_BY_NOISE = PLOTS_DIR / "psnr_by_noise.csv"
 
 
 def main(params: Params) -> None:
     from cae import runtime
-    from cae.evaluate import evaluate_denoiser
+    from cae.errors import CaeError
+    from cae.evaluate import evaluate_denoiser, read_rows_csv, scores_by_level, write_rows_csv
     from cae.io import read_arrays, write_json
     from cae.model import load_model
-    from cae.prepare import to_float
+    from cae.prepare import eval_subset, to_float
 
-    data = read_arrays(PREPARED_DIR, ["x_test", "x_test_noisy"], hint=HINT_PREPARED)
+    names = ["x_test", "x_test_noisy", "test_levels", "x_test_levels"]
+    data = read_arrays(PREPARED_DIR, names, hint=HINT_PREPARED, mmap=True)
+    if not BASELINES_BY_NOISE.is_file():
+        raise CaeError(f"{BASELINES_BY_NOISE}: not found; run `dvc repro baselines`")
+    baseline_rows = [r for r in read_rows_csv(BASELINES_BY_NOISE) if r["method"] != "noisy"]
     runtime.make_deterministic(params.seed)
     model = load_model(MODEL_PATH)
 
@@ -29,6 +42,14 @@ def main(params: Params) -> None:
         metrics["denoise_psnr"], metrics["noisy_psnr"], metrics["denoise_ssim"], metrics["recon_bce"],
         metrics["test_images"],
     )  # fmt: skip
+
+    subset = eval_subset(len(data["x_test"]), params.baselines.subset, params.seed)
+    rows = scores_by_level(predict, to_float(data["x_test"][subset]), data["x_test_levels"][:, subset],
+                           data["test_levels"])  # fmt: skip
+    write_rows_csv(PSNR_BY_NOISE, rows + baseline_rows)
+    for r in rows:
+        if r["method"] == "autoencoder":
+            log.info("  level %g: autoencoder PSNR %.2f dB, SSIM %.3f", r["level"], r["psnr"], r["ssim"])
 
 
 if __name__ == "__main__":

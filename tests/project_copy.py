@@ -1,0 +1,57 @@
+"""Shared by the tests that run the real pipeline: copy the repository into a scratch
+git repository, shrink its params, and run shell commands there safely."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+IGNORE = shutil.ignore_patterns(
+    ".git", ".venv", "data", "models", "cache", "tmp", "__pycache__", "*.egg-info", ".pytest_cache", ".tmp-*"
+)
+
+
+def sh(cmd: str, cwd: Path, timeout: float = 600) -> str:
+    """Run ``cmd`` with the venv's bin first on PATH and a git identity; return stdout+stderr.
+
+    The command gets its own process group, killed whole if it runs past ``timeout``,
+    so no dvc or stage process is left running behind a failed test.
+    """
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
+        "DVC_NO_ANALYTICS": "1",
+    }  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, shell=True, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        raise AssertionError(f"{cmd} ran past {timeout} s:\n{out[-3000:]}") from None
+    assert proc.returncode == 0, f"{cmd} failed ({proc.returncode}):\n{out}"
+    return out
+
+
+def tiny_project(dest: Path, epochs: int, **top_level) -> Path:
+    """Copy the repository to ``dest`` as a fresh git repository with tiny params:
+    mnist_sample, ``epochs`` epochs, one extra noise level, two cheap baselines."""
+    shutil.copytree(REPO, dest, ignore=IGNORE)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params.update(dataset="mnist_sample", epochs=epochs, **top_level)
+    params["noise"]["eval_levels"] = [0.2]
+    params["baselines"].update(methods=["median", "gaussian"], subset=100, val_images=20)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh("git init -q -b main && git add -A && git commit -q -m init", dest)
+    return dest
