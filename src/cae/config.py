@@ -184,6 +184,7 @@ class Params(Section):
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 256
     task: Literal["denoise", "reconstruct"] = "denoise"
+    distribute: Literal["none", "mirrored", "multi_worker"] = "none"
     download: DownloadParams = Field(default_factory=DownloadParams)
     split: SplitParams = Field(default_factory=SplitParams)
     noise: NoiseParams = Field(default_factory=NoiseParams)
