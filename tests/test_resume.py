@@ -87,7 +87,7 @@ def test_interrupted_fit_resumes_to_identical_weights_and_history(tmp_path):
         _fit(backup, callbacks=[Interrupt(after=2)])
     record = json.loads((backup / "epoch-0002.json").read_text())
     assert record["epoch"] == 2 and len(record["history"]["loss"]) == 2
-    assert sorted(p.name for p in backup.iterdir()) == ["epoch-0002.json", "epoch-0002.weights.h5"]
+    assert sorted(p.name for p in backup.iterdir()) == ["epoch-0002.json", "epoch-0002.npz"]
 
     resumed = _fit(backup)
     assert resumed.resumed_from == 2
@@ -100,12 +100,12 @@ def test_interrupted_fit_resumes_to_identical_weights_and_history(tmp_path):
     assert optim == [v.numpy().tobytes() for v in resumed.model.optimizer.variables]
 
 
-def test_damaged_newest_backup_falls_back_or_starts_afresh(tmp_path):
+def test_damaged_backup_is_ignored_and_training_starts_afresh(tmp_path):
     straight = _fit(None, epochs=2)
     backup = tmp_path / "b"
     with pytest.raises(KeyboardInterrupt):
         _fit(backup, epochs=2, callbacks=[Interrupt(after=1)])
-    (backup / "epoch-0001.weights.h5").write_bytes(b"garbage")  # e.g. a disk error
+    (backup / "epoch-0001.npz").write_bytes(b"garbage")  # e.g. a disk error
     resumed = _fit(backup, epochs=2)
     assert resumed.resumed_from == 0  # nothing usable: trained from the start
     assert resumed.history == straight.history

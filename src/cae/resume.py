@@ -10,7 +10,7 @@ epoch and ends with exactly the weights and metrics of an uninterrupted run:
   the weights with the optimizer state and the per-epoch history, so the loss
   curves come out complete after a resume. A backup is written as two files, each
   renamed into place when complete, the JSON record last: a kill at any moment
-  leaves the previous epoch's backup usable.
+  leaves the previous epoch's backup usable (older pairs are deleted only after).
 * :func:`fingerprint` keys the backup directory by everything that decides the
   result (training params, data, code, library versions), so a backup made with
   other params or data is never resumed.
@@ -120,12 +120,17 @@ class HistoryRecorder(keras.callbacks.Callback):
 class TrainingBackup(keras.callbacks.BackupAndRestore):
     """``BackupAndRestore`` whose backup also holds the history, written crash-safely.
 
-    ``backup_dir`` holds ``epoch-NNNN.weights.h5`` (weights and optimizer state)
-    and ``epoch-NNNN.json`` (the epoch count and the history so far). On
-    ``fit``'s start the newest complete pair is loaded and training continues at the
-    epoch after it. An epoch whose loss is not finite is not backed up. The backup is
-    kept after ``fit`` (the caller removes it with :meth:`remove` once its outputs
-    are safely written); a backup that cannot be written is a warning, not an error.
+    ``backup_dir`` holds ``epoch-NNNN.npz`` (the model's and the optimizer's
+    variables) and ``epoch-NNNN.json`` (the epoch count and the history so far),
+    each renamed into place when complete, the JSON last. On ``fit``'s start the
+    newest complete pair is loaded and training continues at the epoch after it. An
+    epoch whose loss is not finite is not backed up. The backup is kept after ``fit``
+    (the caller removes it with :meth:`remove` once its outputs are safely written).
+    A backup that cannot be written is a warning, not an error.
+
+    The variables are stored with NumPy rather than Keras' ``.weights.h5``: an HDF5
+    file that fails to write (a full disk) leaves the HDF5 library in a state where
+    the later ``.keras`` save crashed the process (SIGSEGV, h5py 3.14).
     """
 
     def __init__(self, backup_dir: str | os.PathLike):
@@ -138,14 +143,23 @@ class TrainingBackup(keras.callbacks.BackupAndRestore):
     def _records(self) -> list[Path]:
         return sorted(self.dir.glob("epoch-*.json"), reverse=True) if self.dir.is_dir() else []
 
+    def _variables(self) -> list:
+        optimizer = self.model.optimizer
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)  # its variables must exist to be restored
+        return [*self.model.weights, *(optimizer.variables if optimizer is not None else [])]
+
     def _load_model(self):  # called by BackupAndRestore.on_train_begin
         for record in self._records():
             try:
                 state = json.loads(record.read_text())
-                weights = self.dir / state["weights"]
-                if self.model.optimizer is not None and not self.model.optimizer.built:
-                    self.model.optimizer.build(self.model.trainable_variables)
-                self.model.load_weights(weights)
+                variables = self._variables()
+                with np.load(self.dir / state["variables"], allow_pickle=False) as npz:
+                    values = [npz[f"v{i}"] for i in range(len(npz.files))]
+                if [tuple(v.shape) for v in variables] != [a.shape for a in values]:
+                    raise ValueError("the variables do not match this model")
+                for variable, value in zip(variables, values, strict=True):
+                    variable.assign(value)
             except Exception as exc:  # a damaged backup: try the one before, else start afresh
                 log.warning("ignoring unreadable backup %s (%s: %s)", record, type(exc).__name__, exc)
                 continue
@@ -166,16 +180,12 @@ class TrainingBackup(keras.callbacks.BackupAndRestore):
         stem = f"epoch-{epoch:04d}"
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            with atomic_path(self.dir / f"{stem}.weights.h5") as tmp:
-                # Keras insists on the suffix; write beside the temporary name, then move.
-                named = tmp.with_name(tmp.name + ".weights.h5")
-                try:
-                    self.model.save_weights(named)
-                    os.replace(named, tmp)
-                finally:
-                    named.unlink(missing_ok=True)
+            values = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(self._variables())}
+            with atomic_path(self.dir / f"{stem}.npz") as tmp, open(tmp, "wb") as f:
+                np.savez(f, **values)
+            record = {"epoch": epoch, "variables": f"{stem}.npz", "history": self.history}
             with atomic_path(self.dir / f"{stem}.json") as tmp:
-                tmp.write_text(json.dumps({"epoch": epoch, "weights": f"{stem}.weights.h5", "history": self.history}))
+                tmp.write_text(json.dumps(record))
         except Exception as exc:  # noqa: BLE001 - a backup is a convenience, never a reason to stop
             if not self._warned:
                 log.warning("cannot back up the training state in %s (%s); a killed run would restart "
