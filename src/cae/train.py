@@ -62,6 +62,41 @@ def write_loss_curves(history: dict[str, list[float]], log_dir: Path) -> None:
     live.end()
 
 
+def _build_from_local_batch(model: keras.Model, batch) -> None:
+    """Work around Keras 3.15 under ``MultiWorkerMirroredStrategy``: ``fit`` builds the
+    model's training state from its first batch, averaged across workers with
+    ``strategy.reduce``, which the collective strategy rejects (``ValueError: Attempt to
+    convert a value (PerReplica…) to a Tensor``). The build only needs the batch's shapes,
+    so build from a local batch instead."""
+
+    def build(iterator=None, data_batch=None):
+        with model.distribute_strategy.scope():
+            model._symbolic_build(data_batch=batch)
+
+    model._maybe_symbolic_build = build
+    _patch_multi_worker_metric_reduction()
+
+
+def _patch_multi_worker_metric_reduction() -> None:
+    """Work around Keras 3.15 under ``MultiWorkerMirroredStrategy``: the logged metrics
+    (scalars) are averaged across workers with ``strategy.reduce("MEAN", v, axis=0)``,
+    which fails on a scalar (``Invalid reduction dimension 0``). Average them whole."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+    from keras import tree
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "_cae_patched", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._cae_patched = True
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
 def train_autoencoder(
     params: Params,
     inputs: np.ndarray,
@@ -90,6 +125,8 @@ def train_autoencoder(
     with strategy.scope():
         model = compile_autoencoder(build_autoencoder(params.model, inputs.shape[1:]), params.model)
     batches = EpochBatches(inputs, targets, params.batch_size, params.seed)
+    if params.distribute == "multi_worker":
+        _build_from_local_batch(model, batches[0])
     recorder = TrainingBackup(backup_dir) if backup_dir is not None else HistoryRecorder()
     callbacks = [keras.callbacks.TerminateOnNaN(), batches.callback(), recorder, *(callbacks or [])]
     start = time.perf_counter()

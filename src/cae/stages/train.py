@@ -5,6 +5,11 @@ bytes for the same params) and the per-epoch loss curves in ``dvclive/``. Wall-c
 figures go to ``metrics/train_timing.json``, which is shown by ``dvc metrics show``
 and ``dvc exp show`` but is not a stage output, so timing noise never changes
 ``dvc.lock``.
+
+A killed run resumes: each epoch is backed up in ``.cae/train-backup/<key>/`` (see
+:mod:`cae.resume`) and the next run continues after the last one backed up, ending
+with the same bytes as an uninterrupted run. With ``distribute: multi_worker`` every
+worker trains and only the chief writes the outputs.
 """
 
 from __future__ import annotations
@@ -31,15 +36,17 @@ TIMING_METRICS = METRICS_DIR / "train_timing.json"
 def main(params: Params) -> None:
     import os
 
-    from cae import runtime
     from cae.distribute import is_chief, make_strategy, read_tf_config
+
+    tf_config = read_tf_config() if params.distribute == "multi_worker" else None  # before importing TF
+
+    from cae import runtime
     from cae.io import atomic_path, read_arrays, write_json
     from cae.model import check_input_shape, save_model
     from cae.prepare import to_float
     from cae.resume import fingerprint
     from cae.train import train_autoencoder, write_loss_curves
 
-    tf_config = read_tf_config() if params.distribute == "multi_worker" else None
     names = ["x_train", "x_val"] + (["x_train_noisy", "x_val_noisy"] if params.task == "denoise" else [])
     data = read_arrays(PREPARED_DIR, names, hint=HINT_PREPARED)
     check_input_shape(data["x_train"].shape[1:], len(params.model.filters))
