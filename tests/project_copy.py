@@ -15,32 +15,47 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 IGNORE = shutil.ignore_patterns(
-    ".git", ".venv", "data", "models", "cache", "tmp", "__pycache__", "*.egg-info", ".pytest_cache", ".tmp-*"
+    ".git", ".venv", ".cae", "data", "models", "cache", "tmp", "__pycache__", "*.egg-info", ".pytest_cache", ".tmp-*"
 )
 
 
-def sh(cmd: str, cwd: Path, timeout: float = 600) -> str:
-    """Run ``cmd`` with the venv's bin first on PATH and a git identity; return stdout+stderr.
-
-    The command gets its own process group, killed whole if it runs past ``timeout``,
-    so no dvc or stage process is left running behind a failed test.
-    """
-    env = {
+def env() -> dict[str, str]:
+    """The environment of :func:`sh`: the venv's bin first on PATH and a git identity."""
+    return {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
         "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
         "DVC_NO_ANALYTICS": "1",
     }  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, shell=True, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
+
+def start(cmd: str, cwd: Path, **popen) -> subprocess.Popen:
+    """Start ``cmd`` in its own process group (end it whole with ``os.killpg``)."""
+    return subprocess.Popen(cmd, cwd=cwd, env=env(), shell=True, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True, **popen)  # fmt: skip
+
+
+def run(cmd: str, cwd: Path, timeout: float = 600, **popen) -> tuple[int, str]:
+    """Run ``cmd`` with :func:`env`; return its exit status and stdout+stderr.
+
+    The command gets its own process group, killed whole if it runs past ``timeout``,
+    so no dvc or stage process is left running behind a failed test.
+    """
+    proc = start(cmd, cwd, **popen)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
         raise AssertionError(f"{cmd} ran past {timeout} s:\n{out[-3000:]}") from None
-    assert proc.returncode == 0, f"{cmd} failed ({proc.returncode}):\n{out}"
+    return proc.returncode, out
+
+
+def sh(cmd: str, cwd: Path, timeout: float = 600, **popen) -> str:
+    """:func:`run` ``cmd`` and assert it succeeded; return stdout+stderr."""
+    code, out = run(cmd, cwd, timeout, **popen)
+    assert code == 0, f"{cmd} failed ({code}):\n{out}"
     return out
 
 

@@ -1,5 +1,6 @@
 """Atomic writes: complete or absent, never half-written; JSON is deterministic."""
 
+import errno
 import os
 import stat
 
@@ -82,3 +83,32 @@ def test_read_arrays_names_missing_and_corrupt_files(tmp_path):
     np.save(tmp_path / "d" / "a.npy", np.array([{"x": 1}], dtype=object))
     with pytest.raises(CaeError, match=r"a\.npy: unreadable or corrupt"):
         read_arrays(tmp_path / "d", ["a"], hint="x")  # pickled objects are refused
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EFBIG, errno.EDQUOT])
+def test_out_of_space_is_one_clear_error_naming_the_output(tmp_path, code):
+    target = tmp_path / "out.json"
+    target.write_text("old")
+    with pytest.raises(CaeError) as info, atomic_path(target) as tmp:
+        tmp.write_text("partial")
+        try:
+            raise OSError(code, os.strerror(code))
+        except OSError as exc:
+            raise RuntimeError("a library wrapped it") from exc  # found through the chain
+    assert str(info.value).startswith(f"no space left / file too large writing {target} (")
+    assert "\n" not in str(info.value)
+    assert target.read_text() == "old" and _leftovers(tmp_path) == []
+
+
+def test_nested_write_is_reported_under_the_outer_name(tmp_path):
+    target = tmp_path / "model.bin"
+    with pytest.raises(CaeError, match=r"writing .*model\.bin \("), atomic_path(target) as tmp:
+        with atomic_path(tmp):  # e.g. write_json(tmp, …) into an outer temporary name
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert not target.exists() and _leftovers(tmp_path) == []
+
+
+def test_output_through_a_file_names_the_file(tmp_path):
+    (tmp_path / "models").write_text("not a directory")
+    with pytest.raises(CaeError, match=r"models/m\.keras: cannot write here \(.*models is a file, not a directory\)"):
+        write_json(tmp_path / "models" / "m.keras", {})

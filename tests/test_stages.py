@@ -12,11 +12,11 @@ REPO = Path(__file__).resolve().parents[1]
 STAGES = ["download", "noisy_pairs", "baselines", "train", "evaluate", "plots"]
 
 
-def run_stage(name, cwd, timeout=300):
+def run_stage(name, cwd, timeout=300, **kwargs):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     return subprocess.run(
         [sys.executable, "-m", f"cae.stages.{name}"],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, **kwargs,
     )  # fmt: skip
 
 

@@ -184,6 +184,7 @@ class Params(Section):
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 256
     task: Literal["denoise", "reconstruct"] = "denoise"
+    distribute: Literal["none", "mirrored", "multi_worker"] = "none"
     download: DownloadParams = Field(default_factory=DownloadParams)
     split: SplitParams = Field(default_factory=SplitParams)
     noise: NoiseParams = Field(default_factory=NoiseParams)
@@ -252,5 +253,8 @@ def load_params(path: str | os.PathLike = DEFAULT_PARAMS) -> Params:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
+        if isinstance(exc, yaml.constructor.ConstructorError):  # e.g. !!python/object: never constructed
+            raise ParamsError(f"{path}:{where} the YAML tag there is not allowed: params are plain data "
+                              f"(safe_load), never code ({exc.problem})") from None  # fmt: skip
         raise ParamsError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
     return parse_params(raw, str(path))

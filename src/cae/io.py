@@ -8,6 +8,7 @@ half-written file for DVC to cache or for a later stage to read.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -65,16 +66,47 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
     try:
         tmp = _tmp_sibling(path, directory)
     except OSError as exc:
-        raise CaeError(f"{path}: cannot write here ({exc.strerror or exc})") from exc
+        raise CaeError(f"{path}: cannot write here ({_blocker(path) or exc.strerror or exc})") from exc
     try:
         yield tmp
         if directory:
             replace_dir(tmp, path)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         _remove(tmp)
+        # Name the output itself: a write nested in another one (to a temporary name)
+        # leaves the translation to the outer one.
+        full = None if isinstance(exc, CaeError) or path.name.startswith(TMP_PREFIX) else _disk_full(exc)
+        if full is not None:
+            raise CaeError(
+                f"no space left / file too large writing {path} ({full.strerror or full}); "
+                "free some disk space (or raise the quota or file-size limit) and rerun; "
+                "the previous output is unchanged"
+            ) from exc
         raise
+
+
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def _disk_full(exc: BaseException | None) -> OSError | None:
+    """The out-of-space ``OSError`` behind ``exc`` (libraries often wrap it), if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _blocker(path: Path) -> str | None:
+    """Name the first ancestor of ``path`` that is a file, not a directory."""
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            return f"{parent} is a file, not a directory"
+    return None
 
 
 def replace_dir(src: Path, dst: Path) -> None:

@@ -210,4 +210,6 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a bad file
-        raise CaeError(f"{path}: not a loadable Keras model ({type(exc).__name__}: {exc})") from None
+        detail = " ".join(str(exc).split())  # one line
+        detail = detail if len(detail) <= 600 else detail[:600] + " …"
+        raise CaeError(f"{path}: not a loadable Keras model ({type(exc).__name__}: {detail})") from None

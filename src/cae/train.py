@@ -19,9 +19,11 @@ from cae.model import build_autoencoder, compile_autoencoder
 @dataclass
 class TrainResult:
     model: keras.Model
-    history: dict[str, list[float]] = field(default_factory=dict)
-    seconds: float = 0.0
-    images: int = 0
+    history: dict[str, list[float]] = field(default_factory=dict)  # every epoch, resumed ones included
+    seconds: float = 0.0  # this process's training time
+    images: int = 0  # images trained on by this process (epochs run here × train_images)
+    train_images: int = 0
+    resumed_from: int = 0  # epochs restored from a backup
 
     @property
     def images_per_second(self) -> float:
@@ -33,7 +35,7 @@ class TrainResult:
             "loss": round(self.history["loss"][-1], 6),
             "val_loss": round(self.history["val_loss"][-1], 6),
             "epochs": len(self.history["loss"]),
-            "train_images": self.images // max(len(self.history["loss"]), 1),
+            "train_images": self.train_images,
         }
 
 
@@ -47,6 +49,54 @@ def _check_finite(history: dict[str, list[float]]) -> None:
             )
 
 
+def write_loss_curves(history: dict[str, list[float]], log_dir: Path) -> None:
+    """Write ``history`` as DVCLive files in ``log_dir``, as ``DVCLiveCallback`` would per epoch."""
+    from dvclive import Live
+    from dvclive.utils import standardize_metric_name
+
+    live = Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+    for epoch in range(len(history.get("loss", []))):
+        for metric, values in history.items():
+            live.log_metric(standardize_metric_name(metric, "dvclive.keras"), values[epoch])
+        live.next_step()
+    live.end()
+
+
+def _build_from_local_batch(model: keras.Model, batch) -> None:
+    """Work around Keras 3.15 under ``MultiWorkerMirroredStrategy``: ``fit`` builds the
+    model's training state from its first batch, averaged across workers with
+    ``strategy.reduce``, which the collective strategy rejects (``ValueError: Attempt to
+    convert a value (PerReplica…) to a Tensor``). The build only needs the batch's shapes,
+    so build from a local batch instead."""
+
+    def build(iterator=None, data_batch=None):
+        with model.distribute_strategy.scope():
+            model._symbolic_build(data_batch=batch)
+
+    model._maybe_symbolic_build = build
+    _patch_multi_worker_metric_reduction()
+
+
+def _patch_multi_worker_metric_reduction() -> None:
+    """Work around Keras 3.15 under ``MultiWorkerMirroredStrategy``: the logged metrics
+    (scalars) are averaged across workers with ``strategy.reduce("MEAN", v, axis=0)``,
+    which fails on a scalar (``Invalid reduction dimension 0``). Average them whole."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+    from keras import tree
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "_cae_patched", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._cae_patched = True
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
 def train_autoencoder(
     params: Params,
     inputs: np.ndarray,
@@ -55,32 +105,45 @@ def train_autoencoder(
     val_targets: np.ndarray,
     callbacks: list[keras.callbacks.Callback] | None = None,
     log_dir: Path | None = None,
+    backup_dir: Path | None = None,
+    strategy=None,
 ) -> TrainResult:
     """Build the model from ``params`` and fit it; the caller seeds TensorFlow first.
 
-    Arrays are float32 in [0, 1] of shape (N, H, W, C). With ``log_dir``, per-epoch
-    ``loss`` and ``val_loss`` go to DVCLive there (``plots/metrics/{train,eval}/loss.tsv``).
+    Arrays are float32 in [0, 1] of shape (N, H, W, C). Epoch ``e`` visits the
+    images in an order drawn from ``(params.seed, e)`` only. With ``backup_dir``,
+    each epoch is backed up there and a run finding a backup continues after it
+    (the caller removes it once the outputs are written). With ``log_dir``, the
+    per-epoch ``loss`` and ``val_loss`` of every epoch go to DVCLive there
+    (``plots/metrics/{train,eval}/loss.tsv``). ``strategy`` is a ``tf.distribute``
+    strategy (default: :func:`cae.distribute.make_strategy` of ``params.distribute``).
     """
-    model = compile_autoencoder(build_autoencoder(params.model, inputs.shape[1:]), params.model)
-    callbacks = [keras.callbacks.TerminateOnNaN(), *(callbacks or [])]
-    live = None
-    if log_dir is not None:
-        from dvclive import Live
-        from dvclive.keras import DVCLiveCallback
+    from cae.distribute import make_strategy
+    from cae.resume import EpochBatches, HistoryRecorder, TrainingBackup
 
-        live = Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False, report=None)
-        callbacks.append(DVCLiveCallback(live=live))
+    strategy = strategy or make_strategy(params.distribute)
+    with strategy.scope():
+        model = compile_autoencoder(build_autoencoder(params.model, inputs.shape[1:]), params.model)
+    batches = EpochBatches(inputs, targets, params.batch_size, params.seed)
+    if params.distribute == "multi_worker":
+        _build_from_local_batch(model, batches[0])
+    recorder = TrainingBackup(backup_dir) if backup_dir is not None else HistoryRecorder()
+    callbacks = [keras.callbacks.TerminateOnNaN(), batches.callback(), recorder, *(callbacks or [])]
     start = time.perf_counter()
-    history = model.fit(
-        inputs,
-        targets,
-        batch_size=params.batch_size,
+    model.fit(
+        batches,
         epochs=params.epochs,
-        shuffle=True,
+        shuffle=False,  # the order is EpochBatches'
         validation_data=(val_inputs, val_targets),
+        validation_batch_size=params.batch_size,
         callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
-    ).history
+    )
     seconds = time.perf_counter() - start
+    history = recorder.history
     _check_finite(history)
-    return TrainResult(model, history, seconds, images=len(inputs) * len(history["loss"]))
+    if log_dir is not None:
+        write_loss_curves(history, Path(log_dir))
+    run_here = len(history["loss"]) - recorder.resumed_from
+    return TrainResult(model, history, seconds, images=len(inputs) * run_here, train_images=len(inputs),
+                       resumed_from=recorder.resumed_from)  # fmt: skip

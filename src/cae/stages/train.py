@@ -5,9 +5,17 @@ bytes for the same params) and the per-epoch loss curves in ``dvclive/``. Wall-c
 figures go to ``metrics/train_timing.json``, which is shown by ``dvc metrics show``
 and ``dvc exp show`` but is not a stage output, so timing noise never changes
 ``dvc.lock``.
+
+A killed run resumes: each epoch is backed up in ``.cae/train-backup/<key>/`` (see
+:mod:`cae.resume`) and the next run continues after the last one backed up, ending
+with the same bytes as an uninterrupted run. With ``distribute: multi_worker`` every
+worker trains and only the chief writes the outputs.
 """
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 from cae.config import Params
 from cae.stages import (
@@ -21,15 +29,23 @@ from cae.stages import (
 )
 
 TRAIN_METRICS = METRICS_DIR / "train.json"
+BACKUP_ROOT = Path(".cae/train-backup")  # git-ignored; not a DVC output
 TIMING_METRICS = METRICS_DIR / "train_timing.json"
 
 
 def main(params: Params) -> None:
+    import os
+
+    from cae.distribute import is_chief, make_strategy, read_tf_config
+
+    tf_config = read_tf_config() if params.distribute == "multi_worker" else None  # before importing TF
+
     from cae import runtime
     from cae.io import atomic_path, read_arrays, write_json
     from cae.model import check_input_shape, save_model
     from cae.prepare import to_float
-    from cae.train import train_autoencoder
+    from cae.resume import fingerprint
+    from cae.train import train_autoencoder, write_loss_curves
 
     names = ["x_train", "x_val"] + (["x_train_noisy", "x_val_noisy"] if params.task == "denoise" else [])
     data = read_arrays(PREPARED_DIR, names, hint=HINT_PREPARED)
@@ -40,24 +56,42 @@ def main(params: Params) -> None:
     else:
         inputs, val_inputs = x_train, x_val
 
+    strategy = make_strategy(params.distribute)  # before any other TensorFlow work
     runtime.make_deterministic(params.seed)
     log.info(
         "training %s on %d images of %s for %d epochs (batch %d)",
         params.task, len(inputs), "×".join(map(str, inputs.shape[1:])), params.epochs, params.batch_size,
     )  # fmt: skip
-    # The loss curves are written to a temporary directory that replaces dvclive/
-    # only once the model and metrics are saved: an interrupted run leaves no output.
+    # A killed run resumes from its last epoch: the backup lives outside DVC's outputs,
+    # keyed by everything that decides the result. Multi-worker runs are not backed up
+    # (workers would have to agree on the epoch to resume).
+    backup = None
+    if tf_config is None:
+        backup = BACKUP_ROOT / fingerprint(params, inputs, x_train, val_inputs, x_val)
+    result = train_autoencoder(params, inputs, x_train, val_inputs, x_val, backup_dir=backup, strategy=strategy)
+    if not is_chief(tf_config):
+        log.info("worker %s done; the chief writes the outputs", os.environ.get("TF_CONFIG"))
+        return
+    # Every output is written under a temporary name first and renamed into place only
+    # once all of them are complete, so a failure (no space, an unwritable path) leaves
+    # the previous outputs as they were.
     with atomic_path(TRAIN_LOG_DIR, directory=True) as tmp_log:
-        result = train_autoencoder(params, inputs, x_train, val_inputs, x_val, log_dir=tmp_log)
-        save_model(result.model, MODEL_PATH)
-        write_json(TRAIN_METRICS, result.summary())
+        write_loss_curves(result.history, tmp_log)
+        with atomic_path(TRAIN_METRICS) as tmp_metrics:
+            write_json(tmp_metrics, result.summary())
+            with atomic_path(MODEL_PATH) as tmp_model:
+                save_model(result.model, tmp_model)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
     write_json(
         TIMING_METRICS,
         {"seconds": round(result.seconds, 2), "images_per_second": round(result.images_per_second, 1)},
     )
     log.info(
-        "done in %.1f s (%.0f images/s): loss %.4f, val_loss %.4f",
-        result.seconds, result.images_per_second, result.history["loss"][-1], result.history["val_loss"][-1],
+        "done in %.1f s (%.0f images/s%s): loss %.4f, val_loss %.4f",
+        result.seconds, result.images_per_second,
+        f", resumed after epoch {result.resumed_from}" if result.resumed_from else "",
+        result.history["loss"][-1], result.history["val_loss"][-1],
     )  # fmt: skip
 
 

@@ -1,0 +1,200 @@
+"""Resumable training: a shuffling order that survives a restart, and a per-epoch backup.
+
+A killed ``train`` stage rerun by ``dvc repro`` continues from the last completed
+epoch and ends with exactly the weights and metrics of an uninterrupted run:
+
+* :class:`EpochBatches` draws epoch ``e``'s order from ``(seed, e)`` alone
+  (``np.random.default_rng([seed, e]).permutation(n)``), not from RNG state that a
+  restart loses. Every run uses it, interrupted or not.
+* :class:`TrainingBackup` (Keras' ``BackupAndRestore``) writes, after each epoch,
+  the weights with the optimizer state and the per-epoch history, so the loss
+  curves come out complete after a resume. A backup is written as two files, each
+  renamed into place when complete, the JSON record last: a kill at any moment
+  leaves the previous epoch's backup usable (older pairs are deleted only after).
+* :func:`fingerprint` keys the backup directory by everything that decides the
+  result (training params, data, code, library versions), so a backup made with
+  other params or data is never resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from cae.io import atomic_path
+
+log = logging.getLogger("cae.resume")
+
+# The modules whose code decides the trained weights (a change invalidates a backup).
+_CODE = ("train.py", "model.py", "resume.py", "distribute.py")
+
+
+def fingerprint(params, *arrays: np.ndarray) -> str:
+    """A short hex digest of the training params, the data, the code and the versions."""
+    import tensorflow as tf
+
+    h = hashlib.sha256()
+    settings = {
+        "train": params.model_dump(mode="json", include={"seed", "epochs", "batch_size", "task", "model",
+                                                          "distribute"}),  # fmt: skip
+        "versions": [keras.__version__, tf.__version__, np.__version__],
+    }
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    here = Path(__file__).parent
+    for name in _CODE:
+        path = here / name
+        h.update(path.read_bytes() if path.is_file() else b"")
+    for array in arrays:
+        h.update(f"{array.dtype.str}{array.shape}".encode())
+        h.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+    return h.hexdigest()[:16]
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The order of the ``n`` training images in ``epoch``; depends on nothing else."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+class EpochBatches(keras.utils.PyDataset):
+    """``(inputs[i], targets[i])`` in batches, shuffled per epoch from ``(seed, epoch)``.
+
+    Pass :meth:`callback` to ``fit`` (it sets the epoch Keras is about to run) and
+    ``shuffle=False`` (the order is this class's alone). The last batch may be short,
+    as with Keras' own batching of arrays.
+    """
+
+    def __init__(self, inputs: np.ndarray, targets: np.ndarray, batch_size: int, seed: int):
+        super().__init__(workers=1, use_multiprocessing=False)
+        if len(inputs) != len(targets):
+            raise ValueError(f"{len(inputs)} inputs but {len(targets)} targets")
+        self.inputs, self.targets = inputs, targets
+        self.batch_size, self.seed = batch_size, seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.order = epoch_order(self.seed, epoch, len(self.inputs))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.inputs) / self.batch_size)
+
+    def __getitem__(self, index: int):
+        idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        return self.inputs[idx], self.targets[idx]
+
+    def callback(self) -> keras.callbacks.Callback:
+        dataset = self
+
+        class _SetEpoch(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                dataset.set_epoch(epoch)
+
+        return _SetEpoch()
+
+
+def _record(history: dict[str, list[float]], logs: dict | None) -> None:
+    for key, value in (logs or {}).items():
+        history.setdefault(key, []).append(float(value))
+
+
+class HistoryRecorder(keras.callbacks.Callback):
+    """Every epoch's logs as plain floats, for a run without a backup."""
+
+    def __init__(self):
+        super().__init__()
+        self.history: dict[str, list[float]] = {}
+        self.resumed_from = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        _record(self.history, logs)
+
+
+class TrainingBackup(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` whose backup also holds the history, written crash-safely.
+
+    ``backup_dir`` holds ``epoch-NNNN.npz`` (the model's and the optimizer's
+    variables) and ``epoch-NNNN.json`` (the epoch count and the history so far),
+    each renamed into place when complete, the JSON last. On ``fit``'s start the
+    newest complete pair is loaded and training continues at the epoch after it. An
+    epoch whose loss is not finite is not backed up. The backup is kept after ``fit``
+    (the caller removes it with :meth:`remove` once its outputs are safely written).
+    A backup that cannot be written is a warning, not an error.
+
+    The variables are stored with NumPy rather than Keras' ``.weights.h5``: an HDF5
+    file that fails to write (a full disk) leaves the HDF5 library in a state where
+    the later ``.keras`` save crashed the process (SIGSEGV, h5py 3.14).
+    """
+
+    def __init__(self, backup_dir: str | os.PathLike):
+        super().__init__(str(backup_dir), delete_checkpoint=False)
+        self.dir = Path(backup_dir)
+        self.history: dict[str, list[float]] = {}  # every epoch's logs, the resumed ones included
+        self.resumed_from = 0
+        self._warned = False
+
+    def _records(self) -> list[Path]:
+        return sorted(self.dir.glob("epoch-*.json"), reverse=True) if self.dir.is_dir() else []
+
+    def _variables(self) -> list:
+        optimizer = self.model.optimizer
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)  # its variables must exist to be restored
+        return [*self.model.weights, *(optimizer.variables if optimizer is not None else [])]
+
+    def _load_model(self):  # called by BackupAndRestore.on_train_begin
+        for record in self._records():
+            try:
+                state = json.loads(record.read_text())
+                variables = self._variables()
+                with np.load(self.dir / state["variables"], allow_pickle=False) as npz:
+                    values = [npz[f"v{i}"] for i in range(len(npz.files))]
+                if [tuple(v.shape) for v in variables] != [a.shape for a in values]:
+                    raise ValueError("the variables do not match this model")
+                for variable, value in zip(variables, values, strict=True):
+                    variable.assign(value)
+            except Exception as exc:  # a damaged backup: try the one before, else start afresh
+                log.warning("ignoring unreadable backup %s (%s: %s)", record, type(exc).__name__, exc)
+                continue
+            self.history = {k: [float(v) for v in vs] for k, vs in state["history"].items()}
+            self.resumed_from = self.model._initial_epoch = int(state["epoch"])
+            log.info("resuming from the backup of epoch %d in %s", self.resumed_from, self.dir)
+            return
+
+    def on_epoch_end(self, epoch, logs=None):
+        _record(self.history, logs)
+        if all(math.isfinite(values[-1]) for values in self.history.values()):
+            self._save(epoch + 1)
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass  # epoch backups only
+
+    def _save(self, epoch: int) -> None:
+        stem = f"epoch-{epoch:04d}"
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            values = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(self._variables())}
+            with atomic_path(self.dir / f"{stem}.npz") as tmp, open(tmp, "wb") as f:
+                np.savez(f, **values)
+            record = {"epoch": epoch, "variables": f"{stem}.npz", "history": self.history}
+            with atomic_path(self.dir / f"{stem}.json") as tmp:
+                tmp.write_text(json.dumps(record))
+        except Exception as exc:  # noqa: BLE001 - a backup is a convenience, never a reason to stop
+            if not self._warned:
+                log.warning("cannot back up the training state in %s (%s); a killed run would restart "
+                            "from its last backup", self.dir, exc)  # fmt: skip
+                self._warned = True
+            return
+        for old in self.dir.iterdir():  # keep only the newest complete pair
+            if not old.name.startswith(f"{stem}."):
+                old.unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
