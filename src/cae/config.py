@@ -101,7 +101,7 @@ PRESETS: dict[str, dict] = {
     "reference": {
         "filters": [16, 8], "kernel_size": 3, "activation": "relu", "downsample": "maxpool",
         "upsample": "upsampling", "convs_per_level": 1, "batch_norm": False, "skip": False,
-        "residual": False, "learning_rate": 1e-3, "loss": "bce",
+        "residual": False, "learning_rate": 1e-3, "loss": "bce", "latent_dim": None,
     },
     # the same shape, four times the filters
     "wide": {"filters": [32, 64]},
@@ -131,6 +131,7 @@ class ModelParams(Section):
     residual: bool
     learning_rate: PositiveFloat
     loss: LossName | dict[LossName, PositiveFloat]
+    latent_dim: PositiveInt | None = None
 
     @model_validator(mode="before")
     @classmethod
