@@ -200,7 +200,7 @@ class AnomalyParams(Section):
     pca_dims: PositiveInt = 32
     min_images: PositiveInt = 10
     example_class: NonNegativeInt = 0
-    examples: PositiveInt = 8
+    examples: PositiveInt = 10
     roc_points: Annotated[int, Field(strict=True, ge=2)] = 200
 
     @field_validator("classes", "ensemble")
