@@ -190,7 +190,7 @@ class AnomalyParams(Section):
     autoencoder per class, trained on that class's images only."""
 
     classes: list[NonNegativeInt] = Field(default_factory=lambda: list(range(10)))
-    epochs: PositiveInt = 20
+    epochs: PositiveInt = 30
     batch_size: PositiveInt = 128
     model: ModelParams = Field(default_factory=lambda: ModelParams(**ANOMALY_MODEL))
     noise: NonNegativeFloat = 0.0
