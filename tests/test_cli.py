@@ -239,6 +239,11 @@ def test_score_prints_a_table_writes_csv_and_adds_decisions_once_there_is_a_thre
     code, out, _ = cae(capsys, "score", "in", "--model", models["gray"])
     assert out.splitlines()[0].split() == ["file", "score"]
 
+    # The one-class study's metrics (a threshold per class model, none for this one): no decision.
+    (tmp_path / "metrics/anomaly.json").write_text(json.dumps({"auroc_mean": 0.97, "f1_mean": 0.9}))
+    code, out, _ = cae(capsys, "score", "in")
+    assert code == 0 and out.splitlines()[0].split() == ["file", "score"]
+
     (tmp_path / "metrics/anomaly.json").write_text('{"threshold": "high"}')
     code, _, err = cae(capsys, "score", "in")
     assert code == 2 and error_lines(err) == [

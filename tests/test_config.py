@@ -129,3 +129,43 @@ def test_noise_levels_headline_and_training_levels():
     noise = parse_params({"noise": {"factor": [0.5, 0.1], "eval_levels": [0.2, 0.5]}}).noise
     assert noise.train_levels == [0.5, 0.1] and noise.test_level == 0.5 and noise.levels == [0.2, 0.5]
     assert parse_params({}).noise.levels == [0.2, 0.4, 0.6]
+
+
+def test_anomaly_defaults_and_its_own_model():
+    params = load_params(REPO / "params.yaml")
+    anomaly = params.anomaly
+    assert anomaly.classes == list(range(10)) and anomaly.score in ("mse", "ssim", "latent", "ensemble")
+    assert anomaly.pca_dims == 32 and anomaly.example_class in anomaly.classes
+    # the one-class models have their own architecture, independent of the denoiser's
+    assert anomaly.model.latent_dim is not None and params.model.latent_dim is None
+    tuned = parse_params({"model": {"preset": "wide"}, "anomaly": {"model": {"preset": "unet", "latent_dim": None}}})
+    assert tuned.model.filters == [32, 64] and tuned.anomaly.model.filters == [8, 16]
+    assert tuned.anomaly.model.skip and tuned.anomaly.model.latent_dim is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "line"),
+    [
+        ({"anomaly": {"classes": []}}, "params.yaml: anomaly.classes: must list at least one entry"),
+        ({"anomaly": {"classes": [1, 1]}}, "params.yaml: anomaly.classes: lists an entry twice"),
+        ({"anomaly": {"classes": [-1]}}, "params.yaml: anomaly.classes.0: Input should be greater than or equal to 0"),
+        ({"anomaly": {"classes": [0, 1], "example_class": 5}},
+         "params.yaml: anomaly.example_class: must be one of anomaly.classes [0, 1] (got 5)"),
+        ({"anomaly": {"epochs": 0}}, "params.yaml: anomaly.epochs: Input should be greater than 0"),
+        ({"anomaly": {"batch_size": 1.5}}, "params.yaml: anomaly.batch_size: Input should be a valid integer"),
+        ({"anomaly": {"score": "l1"}}, "params.yaml: anomaly.score: Input should be 'mse'"),
+        ({"anomaly": {"ensemble": ["mse", "pca"]}}, "params.yaml: anomaly.ensemble.1: Input should be 'mse'"),
+        ({"anomaly": {"ensemble": []}}, "params.yaml: anomaly.ensemble: must list at least one entry"),
+        ({"anomaly": {"threshold_k": float("inf")}}, "params.yaml: anomaly.threshold_k: Input should be a finite"),
+        ({"anomaly": {"pca_dims": 0}}, "params.yaml: anomaly.pca_dims: Input should be greater than 0"),
+        ({"anomaly": {"noise": -0.1}}, "params.yaml: anomaly.noise: Input should be greater than or equal to 0"),
+        ({"anomaly": {"roc_points": 1}}, "params.yaml: anomaly.roc_points: Input should be greater than or equal to 2"),
+        ({"anomaly": {"model": {"kernel_size": 2}}}, "params.yaml: anomaly.model.kernel_size: must be odd"),
+        ({"anomaly": {"model": {"latent_dim": 0}}}, "params.yaml: anomaly.model.latent_dim: Input should be greater"),
+        ({"anomaly": {"modle": {}}}, "params.yaml: anomaly.modle: unknown key"),
+    ],
+)
+def test_anomaly_bad_value_is_one_line_naming_the_key(raw, line):
+    with pytest.raises(ParamsError) as info:
+        parse_params(raw)
+    assert str(info.value).startswith(line) and len(str(info.value).splitlines()) == 1, str(info.value)

@@ -47,6 +47,16 @@ def test_filters_strided_transpose_and_colour():
     assert [layer.filters for layer in model.layers[1:]] == [32, 64, 64, 32, 3]
 
 
+def test_dense_bottleneck_gives_a_vector_code_and_round_trips(tmp_path):
+    model = build_autoencoder(ModelParams(latent_dim=5), (8, 8, 1))
+    assert model.output.shape[1:] == (8, 8, 1)
+    assert encoder_of(model).output.shape[1:] == (5,)
+    save_model(model, tmp_path / "m.keras")
+    x = np.random.default_rng(0).random((2, 8, 8, 1), dtype=np.float32)
+    np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-6)  # fmt: skip
+
+
 def test_size_the_architecture_cannot_take_says_which_sizes_work():
     with pytest.raises(CaeError, match=r"30×30 .* multiples of 4 \(e\.g\. 4, 8, 12, 16\)"):
         check_input_shape((30, 30, 1), 2)

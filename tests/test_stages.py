@@ -9,13 +9,13 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["download", "noisy_pairs", "baselines", "train", "evaluate", "plots"]
+STAGES = ["download", "noisy_pairs", "baselines", "train", "evaluate", "plots", "anomaly_class", "anomaly"]
 
 
-def run_stage(name, cwd, timeout=300, **kwargs):
+def run_stage(name, cwd, timeout=300, args=(), **kwargs):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     return subprocess.run(
-        [sys.executable, "-m", f"cae.stages.{name}"],
+        [sys.executable, "-m", f"cae.stages.{name}", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, **kwargs,
     )  # fmt: skip
 
@@ -64,6 +64,7 @@ def test_bad_params_exit_non_zero_with_one_line_and_no_output(tmp_path, stage, o
         ("train", "data/prepared", "dvc repro noisy_pairs"),
         ("evaluate", "data/prepared", "dvc repro noisy_pairs"),
         ("baselines", "data/prepared", "dvc repro noisy_pairs"),
+        ("anomaly", "data/prepared", "dvc repro noisy_pairs"),
     ],
 )
 def test_missing_input_names_the_path_and_the_fix(tmp_path, stage, missing, hint):
@@ -120,3 +121,43 @@ def test_image_size_the_model_cannot_take(tmp_path):
     assert proc.returncode == 2
     assert "multiples of 8" in proc.stderr and "model.filters" in proc.stderr
     assert not (tmp_path / "models").exists()
+
+
+def test_anomaly_class_needs_a_class_of_anomaly_classes(tmp_path):
+    write_params(tmp_path, anomaly__classes=[0, 1])
+    for args, words in [((), "usage: python -m cae.stages.anomaly_class CLASS"),
+                        (("7",), "class 7 is not in anomaly.classes [0, 1]")]:  # fmt: skip
+        proc = run_stage("anomaly_class", tmp_path, args=args)
+        assert proc.returncode == 2 and len(error_lines(proc)) == 1
+        assert error_lines(proc)[0].startswith(f"error: {words}")
+        assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_anomaly_class_with_too_few_images_names_the_class(tmp_path):
+    import numpy as np
+
+    from cae.io import write_arrays
+
+    write_params(tmp_path, anomaly__classes=[0, 1], anomaly__min_images=5)
+    x = np.zeros((12, 28, 28, 1), np.uint8)
+    y = np.array([0] * 10 + [1] * 2, np.uint8)
+    write_arrays(tmp_path / "data/prepared", {"x_train": x, "y_train": y, "x_val": x, "y_val": y, "x_test": x})
+    proc = run_stage("anomaly_class", tmp_path, args=("1",))
+    assert proc.returncode == 2
+    assert error_lines(proc)[0].startswith("error: anomaly class 1: 2 training images, at least 5 needed")
+    assert not (tmp_path / "data/anomaly").exists()
+
+
+def test_anomaly_without_the_class_stages_says_which_to_run(tmp_path):
+    import numpy as np
+
+    from cae.io import write_arrays
+
+    write_params(tmp_path, anomaly__classes=[0, 1], anomaly__example_class=0)
+    write_arrays(tmp_path / "data/prepared", {"x_test": np.zeros((2, 28, 28, 1), np.uint8),
+                                              "y_test": np.array([0, 1], np.uint8)})  # fmt: skip
+    proc = run_stage("anomaly", tmp_path)
+    assert proc.returncode == 2
+    assert "data/anomaly/0: not found; run `dvc repro anomaly_class@0`" in proc.stderr
+    assert not (tmp_path / "metrics").exists()

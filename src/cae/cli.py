@@ -268,7 +268,10 @@ def _threshold(model_path: Path) -> float | None:
     if not ANOMALY_PATH.is_file() or model_path.resolve() != MODEL_PATH.resolve():
         return None
     try:
-        value = json.loads(ANOMALY_PATH.read_text())["threshold"]
+        metrics = json.loads(ANOMALY_PATH.read_text())
+        if isinstance(metrics, dict) and "threshold" not in metrics:
+            return None  # the one-class study: a threshold per class model, none for this one
+        value = metrics["threshold"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CaeError(f"{ANOMALY_PATH}: no readable 'threshold' ({exc}); rerun `dvc repro`") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

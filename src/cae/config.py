@@ -101,7 +101,7 @@ PRESETS: dict[str, dict] = {
     "reference": {
         "filters": [16, 8], "kernel_size": 3, "activation": "relu", "downsample": "maxpool",
         "upsample": "upsampling", "convs_per_level": 1, "batch_norm": False, "skip": False,
-        "residual": False, "learning_rate": 1e-3, "loss": "bce",
+        "residual": False, "learning_rate": 1e-3, "loss": "bce", "latent_dim": None,
     },
     # the same shape, four times the filters
     "wide": {"filters": [32, 64]},
@@ -131,6 +131,7 @@ class ModelParams(Section):
     residual: bool
     learning_rate: PositiveFloat
     loss: LossName | dict[LossName, PositiveFloat]
+    latent_dim: PositiveInt | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -178,6 +179,48 @@ class BaselinesParams(Section):
     workers: PositiveInt = 2
 
 
+AnomalyScore = Literal["mse", "ssim", "latent"]
+
+# The one-class models' default architecture (anomaly.model in params.yaml).
+ANOMALY_MODEL: dict = {"preset": "reference", "latent_dim": 16, "loss": "mse"}
+
+
+class AnomalyParams(Section):
+    """One-class anomaly detection (stages ``anomaly_class`` and ``anomaly``): an
+    autoencoder per class, trained on that class's images only."""
+
+    classes: list[NonNegativeInt] = Field(default_factory=lambda: list(range(10)))
+    epochs: PositiveInt = 30
+    batch_size: PositiveInt = 128
+    model: ModelParams = Field(default_factory=lambda: ModelParams(**ANOMALY_MODEL))
+    noise: NonNegativeFloat = 0.0
+    score: Literal["mse", "ssim", "latent", "ensemble"] = "ensemble"
+    ensemble: list[AnomalyScore] = Field(default_factory=lambda: ["mse", "ssim", "latent"])
+    threshold_k: Annotated[float, Field(allow_inf_nan=False)] = 2.0
+    pca_dims: PositiveInt = 32
+    min_images: PositiveInt = 10
+    example_class: NonNegativeInt = 0
+    examples: PositiveInt = 10
+    roc_points: Annotated[int, Field(strict=True, ge=2)] = 200
+
+    @field_validator("classes", "ensemble")
+    @classmethod
+    def _unique_not_empty(cls, v: list, info: ValidationInfo) -> list:
+        if not v:
+            raise ValueError("must list at least one entry (got [])")
+        if len(set(v)) != len(v):
+            raise ValueError(f"lists an entry twice (got {v})")
+        return v
+
+    @field_validator("example_class")
+    @classmethod
+    def _example_in_classes(cls, v: int, info: ValidationInfo) -> int:
+        classes = info.data.get("classes")
+        if classes and v not in classes:
+            raise ValueError(f"must be one of anomaly.classes {classes} (got {v})")
+        return v
+
+
 class Params(Section):
     dataset: Literal["mnist", "mnist_sample"] = "mnist"
     seed: NonNegativeInt = 0
@@ -190,6 +233,7 @@ class Params(Section):
     noise: NoiseParams = Field(default_factory=NoiseParams)
     model: ModelParams = Field(default_factory=ModelParams)
     baselines: BaselinesParams = Field(default_factory=BaselinesParams)
+    anomaly: AnomalyParams = Field(default_factory=AnomalyParams)
 
 
 _TYPE_TAGS = {"int", "float", "str", "bool"}

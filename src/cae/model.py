@@ -9,13 +9,15 @@ Each entry of ``filters`` adds one encoder level (``convs_per_level`` convolutio
 then a halving) and the decoder mirrors them in reverse order. Options: batch
 normalisation, strided / transposed convolutions, U-Net skip connections (the
 decoder upsamples first, then concatenates the encoder's features of the same
-size) and a residual output (the network predicts the noise, which is subtracted
-from the input).
+size), a residual output (the network predicts the noise, which is subtracted
+from the input) and a dense bottleneck (``latent_dim``: the encoder's last
+feature map flattened to a vector of that many numbers, and back).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -77,6 +79,12 @@ def build_autoencoder(cfg: ModelParams, input_shape: tuple[int, int, int]) -> ke
             skips.append(x)
             pool = layers.MaxPooling2D if cfg.downsample == "maxpool" else layers.AveragePooling2D
             x = pool(2, padding="same", name=f"enc{i}_pool")(x)
+    if cfg.latent_dim:  # a dense bottleneck: the code is a vector of latent_dim numbers
+        grid = tuple(x.shape[1:])
+        x = layers.Flatten(name="enc_flatten")(x)
+        x = layers.Dense(cfg.latent_dim, name="enc_latent")(x)
+        x = layers.Dense(math.prod(grid), activation=cfg.activation, name="dec_dense")(x)
+        x = layers.Reshape(grid, name="dec_reshape")(x)
     for i, f in enumerate(reversed(cfg.filters)):  # decoder: mirror
         if cfg.skip:  # upsample, concatenate the encoder's features, convolve
             if cfg.upsample == "transpose":

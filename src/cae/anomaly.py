@@ -1,0 +1,236 @@
+"""One-class anomaly detection: scores, the PCA peer, AUROC and a thresholded decision.
+
+The protocol (Ruff et al., Deep SVDD, 2018): a model is fitted on the training images
+of one class c only; every test image is scored, and the score should rank the other
+classes ("anomaly", the positive label) above class c ("normal").
+
+Scores (per image, higher means more unusual):
+
+- ``mse``: mean squared reconstruction error per pixel;
+- ``ssim``: 1 − SSIM between the image and its reconstruction (scikit-image, data range 1);
+- ``latent``: distance of the encoder's code to the class's mean code, standardised by
+  the spread of the class's training codes: the squared Mahalanobis distance under their
+  (shrunk) covariance, divided by the number of dimensions;
+- ``ensemble``: the mean of several of the above, each standardised by its mean and
+  standard deviation over the class's training images;
+- ``pca``: the peer: mean squared error of the reconstruction from the class's first
+  ``pca_dims`` principal components.
+
+The decision: an image is an anomaly when its score exceeds ``mean + k·std`` of the
+normal class's *training* scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from skimage.metrics import structural_similarity
+
+from cae.config import Params
+from cae.errors import CaeError
+
+AE_SCORES = ("mse", "ssim", "latent")
+_STD_FLOOR = 1e-12
+
+
+def class_images(x: np.ndarray, y: np.ndarray, label: int, min_images: int, split: str = "training") -> np.ndarray:
+    """The images of ``x`` whose label is ``label``; :class:`CaeError` naming the class if too few."""
+    y = np.asarray(y).reshape(-1)
+    mask = y == label
+    n = int(mask.sum())
+    if n < min_images:
+        present = ", ".join(str(v) for v in np.unique(y))
+        raise CaeError(
+            f"anomaly class {label}: {n} {split} images, at least {min_images} needed "
+            f"(anomaly.min_images); classes in the data: {present}. Remove {label} from anomaly.classes"
+        )
+    return x[mask]
+
+
+def mse_scores(images: np.ndarray, recon: np.ndarray) -> np.ndarray:
+    """Mean squared error per image, (N, ...) → (N,), in float64."""
+    diff = images.reshape(len(images), -1).astype(np.float64) - recon.reshape(len(recon), -1)
+    return np.mean(diff * diff, axis=1)
+
+
+def ssim_scores(images: np.ndarray, recon: np.ndarray) -> np.ndarray:
+    """1 − SSIM per image (N, H, W, C), with the window ``cae.evaluate.psnr_ssim`` uses."""
+    if images.shape != recon.shape:
+        raise ValueError(f"shape mismatch: {images.shape} vs {recon.shape}")
+    win = min(7, *images.shape[1:3])
+    win -= 1 - win % 2  # odd, no larger than the image
+    out = np.empty(len(images))
+    for i in range(len(images)):
+        out[i] = 1.0 - structural_similarity(images[i].astype(np.float64), recon[i].astype(np.float64),
+                                             data_range=1.0, channel_axis=-1, win_size=win)  # fmt: skip
+    return out
+
+
+def latent_fit(train_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and precision (inverse covariance) of the class's training codes.
+
+    The covariance is the Ledoit-Wolf shrinkage estimate, which stays invertible when
+    codes have more dimensions than there are images, or dimensions that never vary.
+    """
+    from sklearn.covariance import LedoitWolf
+
+    flat = train_codes.reshape(len(train_codes), -1).astype(np.float64)
+    fit = LedoitWolf().fit(flat)
+    return fit.location_, fit.get_precision()
+
+
+def latent_scores(codes: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """Squared Mahalanobis distance of each code to ``mean``, divided by the dimensions:
+    the mean squared deviation in standard deviations of the class's codes."""
+    z = codes.reshape(len(codes), -1).astype(np.float64) - mean
+    return np.einsum("ij,jk,ik->i", z, precision, z) / z.shape[1]
+
+
+def standardise(scores: np.ndarray, train_scores: np.ndarray) -> np.ndarray:
+    """``(scores − mean) / std`` with the mean and std of ``train_scores``."""
+    std = float(np.std(train_scores))
+    return (np.asarray(scores, np.float64) - float(np.mean(train_scores))) / max(std, _STD_FLOOR)
+
+
+def ensemble_scores(
+    test: dict[str, np.ndarray], train: dict[str, np.ndarray], members: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The mean of the standardised ``members``: (test scores, training scores)."""
+    test_z = [standardise(test[m], train[m]) for m in members]
+    train_z = [standardise(train[m], train[m]) for m in members]
+    return np.mean(test_z, axis=0), np.mean(train_z, axis=0)
+
+
+def pca_scores(train: np.ndarray, test: np.ndarray, dims: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Reconstruction MSE from the first ``dims`` principal components of ``train``:
+    (test scores, training scores). ``dims`` is capped at the number of training images."""
+    from sklearn.decomposition import PCA
+
+    a = train.reshape(len(train), -1).astype(np.float64)
+    b = test.reshape(len(test), -1).astype(np.float64)
+    dims = min(dims, len(a), a.shape[1])
+    pca = PCA(n_components=dims, svd_solver="full", random_state=seed).fit(a)
+
+    def error(v):
+        return mse_scores(v, pca.inverse_transform(pca.transform(v)))
+
+    return error(b), error(a)
+
+
+def threshold_of(train_scores: np.ndarray, k: float) -> float:
+    """The decision threshold: mean + k·std of the normal class's training scores."""
+    return float(np.mean(train_scores) + k * np.std(train_scores))
+
+
+def decision_metrics(scores: np.ndarray, is_anomaly: np.ndarray, threshold: float) -> dict[str, float]:
+    """Precision, recall and F1 of "anomaly" (score > threshold) against the truth.
+
+    Precision is 0 when nothing is flagged, as is F1 when precision and recall are 0.
+    """
+    flagged = np.asarray(scores) > threshold
+    truth = np.asarray(is_anomaly, bool)
+    tp = int(np.sum(flagged & truth))
+    precision = tp / int(flagged.sum()) if flagged.any() else 0.0
+    recall = tp / int(truth.sum()) if truth.any() else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def _check_both_labels(is_anomaly: np.ndarray) -> np.ndarray:
+    truth = np.asarray(is_anomaly, bool)
+    if truth.all() or not truth.any():
+        raise CaeError("AUROC needs test images of the normal class and of at least one other class")
+    return truth
+
+
+def auroc(scores: np.ndarray, is_anomaly: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for the positive label "anomaly" (ties count half)."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(_check_both_labels(is_anomaly), scores))
+
+
+def average_precision(scores: np.ndarray, is_anomaly: np.ndarray) -> float:
+    """Average precision (area under the precision-recall curve) for "anomaly"."""
+    from sklearn.metrics import average_precision_score
+
+    return float(average_precision_score(_check_both_labels(is_anomaly), scores))
+
+
+def roc_points(scores: np.ndarray, is_anomaly: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ROC curve (fpr, tpr), thinned to at most ``max_points`` points evenly spaced along
+    it, always keeping (0, 0) and (1, 1)."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(_check_both_labels(is_anomaly), scores, drop_intermediate=True)
+    if len(fpr) > max_points:
+        # even spacing by arc length keeps the shape of both the steep and the flat parts
+        arc = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(fpr), np.diff(tpr)))])
+        idx = np.unique(np.searchsorted(arc, np.linspace(0, arc[-1], max_points)))
+        idx = np.unique(np.concatenate([[0], idx, [len(fpr) - 1]]))
+        fpr, tpr = fpr[idx], tpr[idx]
+    return fpr, tpr
+
+
+def extremes(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the ``n`` highest scores (most anomalous first) and the ``n`` lowest
+    (least anomalous first); ties broken by index, so the choice is deterministic."""
+    scores = np.asarray(scores)
+    index = np.arange(len(scores))
+    n = min(n, len(scores))
+    return np.lexsort((index, -scores))[:n], np.lexsort((index, scores))[:n]
+
+
+# --- one class: fit the autoencoder, score every image ------------------------------------
+
+
+@dataclass
+class OneClassResult:
+    """A one-class autoencoder and the per-image scores of the test and training images."""
+
+    model: Any
+    history: dict[str, list[float]]
+    seconds: float
+    test: dict[str, np.ndarray] = field(default_factory=dict)
+    train: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def autoencoder_scores(model, encoder, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+    """Per-image ``mse`` and ``ssim`` scores of ``images``, and their ``codes``."""
+    recon = model.predict(images, batch_size=batch_size, verbose=0)
+    codes = encoder.predict(images, batch_size=batch_size, verbose=0)
+    return {"mse": mse_scores(images, recon), "ssim": ssim_scores(images, recon), "codes": codes}
+
+
+def fit_one_class(params: Params, label: int, train: np.ndarray, val: np.ndarray, test: np.ndarray) -> OneClassResult:
+    """Train ``params.anomaly.model`` on one class's images (float32 in [0, 1]) and score
+    ``test`` and ``train`` with every score in :data:`AE_SCORES` and the PCA peer (``pca``).
+
+    With ``anomaly.noise`` > 0 the model learns to denoise: its inputs carry Gaussian noise
+    of that standard deviation, its targets are clean. Scores are always of clean images.
+    The caller seeds TensorFlow first.
+    """
+    from cae.model import encoder_of
+    from cae.noise import gaussian
+    from cae.train import train_autoencoder
+
+    cfg = params.anomaly
+    run = params.model_copy(update={"model": cfg.model, "epochs": cfg.epochs, "batch_size": cfg.batch_size})
+    inputs, val_inputs = train, val
+    if cfg.noise > 0:
+        rng = np.random.default_rng([params.seed, 300, label])
+        inputs, val_inputs = gaussian(train, cfg.noise, rng), gaussian(val, cfg.noise, rng)
+    fitted = train_autoencoder(run, inputs, train, val_inputs, val)
+    encoder = encoder_of(fitted.model)
+    result = OneClassResult(fitted.model, fitted.history, fitted.seconds)
+    result.test = autoencoder_scores(fitted.model, encoder, test, cfg.batch_size)
+    result.train = autoencoder_scores(fitted.model, encoder, train, cfg.batch_size)
+    train_codes = result.train.pop("codes")
+    mean, precision = latent_fit(train_codes)
+    result.train["latent"] = latent_scores(train_codes, mean, precision)
+    result.test["latent"] = latent_scores(result.test.pop("codes"), mean, precision)
+    result.test["pca"], result.train["pca"] = pca_scores(train, test, cfg.pca_dims, params.seed)
+    return result

@@ -1,0 +1,151 @@
+"""Stage `anomaly`: the one-class study, aggregated → metrics/anomaly.json and plots.
+
+Reads what every `anomaly_class@<c>` stage wrote and the test labels, and for each
+class and each score — ``mse``, ``ssim``, ``latent``, their ``ensemble`` and the PCA
+peer ``pca`` — measures AUROC and average precision of "not c" (anomaly, positive)
+against c, and precision / recall / F1 of the decision ``score > mean + k·std`` of
+the class's training scores (``k`` = ``anomaly.threshold_k``).
+
+- ``metrics/anomaly.json``: the selected score (``anomaly.score``): ``auroc_<c>``,
+  ``ap_<c>``, ``precision_<c>``, ``recall_<c>``, ``f1_<c>`` and their ``_mean``; the
+  peer's ``pca_auroc_<c>``, ``pca_auroc_mean``, ``pca_ap_mean``, ``pca_f1_mean``.
+  There is no top-level ``threshold``: each class has its own model and threshold
+  (see ``plots/anomaly_by_class.csv``), none of which applies to the denoiser
+  ``cae score`` runs.
+- ``plots/anomaly_by_class.csv``: ``class, method, auroc, ap, threshold, precision,
+  recall, f1`` for every class and every score.
+- ``plots/anomaly_roc.csv``: ``class, fpr, tpr``, the selected score's ROC curve per
+  class, thinned to ``anomaly.roc_points`` points.
+- ``plots/anomaly_examples.png``: for ``anomaly.example_class``, the most and the least
+  anomalous test images over their reconstructions.
+"""
+
+from __future__ import annotations
+
+from cae.config import Params
+from cae.errors import CaeError
+from cae.stages import HINT_PREPARED, METRICS_DIR, PLOTS_DIR, PREPARED_DIR, log, run_stage
+from cae.stages.anomaly_class import class_dir, read_class
+
+ANOMALY_METRICS = METRICS_DIR / "anomaly.json"
+BY_CLASS = PLOTS_DIR / "anomaly_by_class.csv"
+ROC = PLOTS_DIR / "anomaly_roc.csv"
+EXAMPLES = PLOTS_DIR / "anomaly_examples.png"
+METHODS = ("mse", "ssim", "latent", "ensemble", "pca")
+BY_CLASS_COLUMNS = ("class", "method", "auroc", "ap", "threshold", "precision", "recall", "f1")
+
+
+def _csv(path, columns, rows) -> None:
+    import csv
+    import io
+
+    from cae.io import write_bytes
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_bytes(path, buf.getvalue().encode())
+
+
+def class_rows(label: int, test: dict, train: dict, anomalous, k: float) -> list[dict]:
+    """One row of ``plots/anomaly_by_class.csv`` per method, for one class."""
+    from cae.anomaly import auroc, average_precision, decision_metrics, threshold_of
+
+    rows = []
+    for method in METHODS:
+        threshold = threshold_of(train[method], k)
+        decision = decision_metrics(test[method], anomalous, threshold)
+        rows.append({
+            "class": label, "method": method,
+            "auroc": round(auroc(test[method], anomalous), 6),
+            "ap": round(average_precision(test[method], anomalous), 6),
+            "threshold": float(f"{threshold:.6g}"),
+            **{key: round(value, 6) for key, value in decision.items()},
+        })  # fmt: skip
+    return rows
+
+
+def summarise(rows: list[dict], score: str, classes: list[int]) -> dict:
+    """``metrics/anomaly.json`` from the per-class rows."""
+    import numpy as np
+
+    pick = {(r["class"], r["method"]): r for r in rows}
+    metrics: dict = {"score": score}
+    for key in ("auroc", "ap", "precision", "recall", "f1"):
+        values = [pick[(c, score)][key] for c in classes]
+        metrics.update({f"{key}_{c}": v for c, v in zip(classes, values, strict=True)})
+        metrics[f"{key}_mean"] = round(float(np.mean(values)), 6)
+    pca = [pick[(c, "pca")] for c in classes]
+    metrics.update({f"pca_auroc_{c}": r["auroc"] for c, r in zip(classes, pca, strict=True)})
+    for key in ("auroc", "ap", "f1"):
+        metrics[f"pca_{key}_mean"] = round(float(np.mean([r[key] for r in pca])), 6)
+    return metrics
+
+
+def examples_figure(params: Params, label: int, scores, x_test) -> None:
+    """The most and the least anomalous test images for class ``label``, with reconstructions."""
+    import numpy as np
+
+    from cae import runtime
+    from cae.anomaly import extremes
+    from cae.model import load_model
+    from cae.plots import image_rows
+    from cae.prepare import to_float
+
+    most, least = extremes(scores, params.anomaly.examples)
+    runtime.make_deterministic(params.seed)
+    model = load_model(class_dir(label) / "model.keras")
+    images = to_float(np.asarray(x_test[np.concatenate([most, least])]))
+    recon = model.predict(images, batch_size=params.anomaly.batch_size, verbose=0)
+    n = len(most)
+    image_rows(
+        [images[:n], recon[:n], images[n:], recon[n:]],
+        [f"class {label}:\nmost\nanomalous", "reconstructed", "least\nanomalous", "reconstructed"],
+        EXAMPLES,
+    )
+
+
+def main(params: Params) -> None:
+    import numpy as np
+
+    from cae.anomaly import ensemble_scores, roc_points
+    from cae.io import read_arrays, write_json
+
+    cfg = params.anomaly
+    data = read_arrays(PREPARED_DIR, ["x_test", "y_test"], hint=HINT_PREPARED, mmap=True)
+    y_test = np.asarray(data["y_test"]).reshape(-1)
+    rows, roc_rows, selected = [], [], {}
+    for label in cfg.classes:
+        if not (y_test == label).any() or (y_test == label).all():
+            raise CaeError(f"anomaly class {label}: the test set needs images of class {label} and of others")
+        test, train, _ = read_class(label)
+        if len(test["mse"]) != len(y_test):
+            raise CaeError(f"{class_dir(label)}: scores {len(test['mse'])} test images, the test set has "
+                           f"{len(y_test)}; rerun `dvc repro anomaly_class@{label}`")  # fmt: skip
+        test["ensemble"], train["ensemble"] = ensemble_scores(test, train, cfg.ensemble)
+        anomalous = y_test != label
+        rows += class_rows(label, test, train, anomalous, cfg.threshold_k)
+        fpr, tpr = roc_points(test[cfg.score], anomalous, cfg.roc_points)
+        roc_rows += [{"class": label, "fpr": round(float(f), 6), "tpr": round(float(t), 6)}
+                     for f, t in zip(fpr, tpr, strict=True)]  # fmt: skip
+        selected[label] = test[cfg.score]
+
+    metrics = summarise(rows, cfg.score, cfg.classes)
+    metrics["test_images"] = len(y_test)
+    examples_figure(params, cfg.example_class, selected[cfg.example_class], data["x_test"])
+    _csv(BY_CLASS, BY_CLASS_COLUMNS, rows)
+    _csv(ROC, ("class", "fpr", "tpr"), roc_rows)
+    write_json(ANOMALY_METRICS, metrics)
+
+    log.info("%-9s %s", "AUROC %", " ".join(f"{c:>6}" for c in cfg.classes) + "    mean")
+    for method in METHODS:
+        values = [r["auroc"] * 100 for r in rows if r["method"] == method]
+        mark = "*" if method == cfg.score else " "
+        log.info("%-8s%s %s", method, mark, " ".join(f"{v:6.2f}" for v in values) + f"  {np.mean(values):6.2f}")
+    log.info("%s (k=%g): precision %.3f, recall %.3f, F1 %.3f (means over classes)", cfg.score, cfg.threshold_k,
+             metrics["precision_mean"], metrics["recall_mean"], metrics["f1_mean"])  # fmt: skip
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,76 @@
+"""End to end: the one-class anomaly stages with the real `dvc repro`, on mnist_sample.
+
+Two classes, one epoch: the point is the wiring — one stage per class, the aggregate,
+its metrics and plots — and which params rerun what.
+"""
+
+import csv
+import json
+import math
+
+import pytest
+import yaml
+from project_copy import sh, tiny_project
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+def set_params(root, **anomaly):
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["anomaly"].update(anomaly)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_one_class_stages_metrics_plots_and_what_reruns(tmp_path):
+    project = tiny_project(tmp_path / "project", epochs=1)
+    set_params(project, classes=[0, 1], epochs=1, example_class=1, examples=3, roc_points=20)
+    out = sh("dvc repro anomaly", project)
+    for stage in ("download", "noisy_pairs", "anomaly_class@0", "anomaly_class@1", "anomaly"):
+        assert f"Running stage '{stage}'" in out
+    assert "Running stage 'train'" not in out  # the denoiser is not needed
+
+    for c in (0, 1):
+        d = project / f"data/anomaly/{c}"
+        assert (d / "model.keras").is_file()
+        stats = json.loads((d / "stats.json").read_text())
+        assert stats["class"] == c and stats["epochs"] == 1 and stats["train_images"] > 100
+        assert set(stats["train_scores"]) == {"mse", "ssim", "latent", "pca"}
+    metrics = json.loads((project / "metrics/anomaly.json").read_text())
+    expected = {f"{k}_{c}" for k in ("auroc", "ap", "precision", "recall", "f1") for c in (0, 1, "mean")}
+    expected |= {"pca_auroc_0", "pca_auroc_1", "pca_auroc_mean", "pca_ap_mean", "pca_f1_mean", "score",
+                 "test_images"}  # fmt: skip
+    assert set(metrics) == expected  # no top-level `threshold`: every class has its own model
+    assert metrics["score"] == "ensemble" and metrics["test_images"] == 1000
+    assert all(0 <= v <= 1 for k, v in metrics.items() if k not in ("score", "test_images"))
+    assert metrics["auroc_mean"] == pytest.approx((metrics["auroc_0"] + metrics["auroc_1"]) / 2, abs=1e-6)
+    assert metrics["pca_auroc_1"] > 0.9  # PCA on the "1"s separates them well even here
+
+    with open(project / "plots/anomaly_roc.csv") as f:
+        roc = list(csv.DictReader(f))
+    assert list(roc[0]) == ["class", "fpr", "tpr"] and {r["class"] for r in roc} == {"0", "1"}
+    assert all(sum(r["class"] == c for r in roc) <= 22 for c in "01")
+    with open(project / "plots/anomaly_by_class.csv") as f:
+        by_class = list(csv.DictReader(f))
+    assert {(r["class"], r["method"]) for r in by_class} == {
+        (c, m) for c in "01" for m in ("mse", "ssim", "latent", "ensemble", "pca")}  # fmt: skip
+    assert all(math.isfinite(float(r["threshold"])) for r in by_class)
+    assert (project / "plots/anomaly_examples.png").stat().st_size > 1000
+
+    # The denoiser's params do not touch the anomaly stages ...
+    sh("git add -A && git commit -q -m results", project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params.update(epochs=3, batch_size=64)
+    params["noise"]["factor"] = 0.5
+    params["model"]["preset"] = "wide"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = sh("dvc repro anomaly", project)
+    assert "Running stage 'noisy_pairs'" in out  # new noisy arrays, the same clean ones
+    assert "Running stage 'anomaly" not in out
+    # ... a threshold or a choice of score reruns only the aggregate, a new class trains only that class.
+    set_params(project, threshold_k=1.0, score="ssim", classes=[0, 1, 7])
+    out = sh("dvc repro anomaly", project)
+    assert "Stage 'anomaly_class@0' didn't change, skipping" in out
+    assert "Stage 'anomaly_class@1' didn't change, skipping" in out
+    assert "Running stage 'anomaly_class@7'" in out and "Running stage 'anomaly':" in out
+    metrics = json.loads((project / "metrics/anomaly.json").read_text())
+    assert metrics["score"] == "ssim" and "auroc_7" in metrics
