@@ -224,11 +224,11 @@ def test_score_prints_a_table_writes_csv_and_adds_decisions_once_there_is_a_thre
     code, _, err = cae(capsys, "score", "in", "--csv", "s.csv", "--model", models["gray"])
     assert code == 2 and "s.csv: already exists; add --overwrite" in err
 
-    # The pipeline's own model and an anomaly threshold: a decision column.
+    # The pipeline's own model and the evaluate stage's threshold: a decision column.
     (tmp_path / "models").mkdir()
     (tmp_path / "models/autoencoder.keras").write_bytes(models["gray"].read_bytes())
     (tmp_path / "metrics").mkdir()
-    (tmp_path / "metrics/anomaly.json").write_text(json.dumps({"threshold": (scores[0] + scores[1]) / 2}))
+    (tmp_path / "metrics/eval.json").write_text(json.dumps({"score_threshold": (scores[0] + scores[1]) / 2}))
     code, out, _ = cae(capsys, "score", "in", "--csv", "s.csv", "--overwrite")
     assert code == 0
     decisions = [line.split()[2] for line in out.splitlines()[1:]]
@@ -239,15 +239,15 @@ def test_score_prints_a_table_writes_csv_and_adds_decisions_once_there_is_a_thre
     code, out, _ = cae(capsys, "score", "in", "--model", models["gray"])
     assert out.splitlines()[0].split() == ["file", "score"]
 
-    # The one-class study's metrics (a threshold per class model, none for this one): no decision.
-    (tmp_path / "metrics/anomaly.json").write_text(json.dumps({"auroc_mean": 0.97, "f1_mean": 0.9}))
+    # Metrics from before the evaluate stage computed a threshold: no decision.
+    (tmp_path / "metrics/eval.json").write_text(json.dumps({"denoise_psnr": 19.3}))
     code, out, _ = cae(capsys, "score", "in")
     assert code == 0 and out.splitlines()[0].split() == ["file", "score"]
 
-    (tmp_path / "metrics/anomaly.json").write_text('{"threshold": "high"}')
+    (tmp_path / "metrics/eval.json").write_text('{"score_threshold": "high"}')
     code, _, err = cae(capsys, "score", "in")
     assert code == 2 and error_lines(err) == [
-        "error: metrics/anomaly.json: 'threshold' must be a finite number (got 'high'); rerun `dvc repro`"
+        "error: metrics/eval.json: 'score_threshold' must be a finite number (got 'high'); rerun `dvc repro`"
     ]
 
 
@@ -298,7 +298,7 @@ def test_help_reads_well_in_process(capsys):
         assert "example" in text
     with pytest.raises(SystemExit):
         main(["score", "--help"])
-    assert "appears once the pipeline's anomaly stage has been run" in " ".join(capsys.readouterr().out.split())
+    assert "appears for the pipeline's own model once its evaluate stage has run" in " ".join(capsys.readouterr().out.split())
 
 
 def test_installed_script_help_and_a_real_run(tmp_path, models):

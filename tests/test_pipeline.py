@@ -12,7 +12,7 @@ import pytest
 from project_copy import sh, tiny_project
 
 EVAL_KEYS = {"denoise_psnr", "denoise_ssim", "noisy_psnr", "noisy_ssim", "recon_psnr", "recon_ssim", "recon_bce",
-             "test_images"}  # fmt: skip
+             "test_images", "score_threshold"}  # fmt: skip
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -43,6 +43,7 @@ def test_repro_then_noop_then_force_is_byte_identical_then_experiment(project):
     for values in metrics.values():
         assert all(math.isfinite(v) for v in values.values() if not isinstance(v, str))
     assert metrics["eval.json"]["test_images"] == 1000
+    assert 0 < metrics["eval.json"]["score_threshold"] < 1  # MSE of clean images, [0, 1] scale
     assert metrics["train.json"] == {**metrics["train.json"], "epochs": 2, "train_images": 3600}
     assert len((project / "dvclive/plots/metrics/train/loss.tsv").read_text().splitlines()) == 3
     baselines = metrics["baselines.json"]

@@ -1,5 +1,7 @@
-"""Many experiments: a 2×2 grid queued with `dvc exp run --queue` and run by two celery
-workers (`dvc queue start -j 2`); `dvc exp show` lists all four with their metrics."""
+"""Many experiments: a grid queued with `dvc exp run --queue` and run by two celery
+workers at once (`dvc queue start -j 2`); `dvc exp show` lists both with their metrics.
+(Two runs keep the suite short; a 2×2 grid `-S 'epochs=1,2' -S 'batch_size=128,256'`
+queues four the same way.)"""
 
 import json
 import os
@@ -28,8 +30,8 @@ def _kill_left_behind(project):
 
 def test_queued_grid_runs_to_completion_on_two_workers(pipeline_done, tmp_path):
     project = copy_project(pipeline_done, tmp_path / "project")
-    out = sh("dvc exp run --queue -S 'epochs=1,2' -S 'batch_size=128,256'", project, timeout=120)
-    assert out.count("Queued experiment") == 4, out
+    out = sh("dvc exp run --queue -S 'epochs=1,2'", project, timeout=120)
+    assert out.count("Queued experiment") == 2, out
     try:
         # The workers outlive the command: keep them off its output pipe, or reading it
         # to the end would wait for the whole queue.
@@ -40,11 +42,11 @@ def test_queued_grid_runs_to_completion_on_two_workers(pipeline_done, tmp_path):
         while True:
             status = sh("dvc queue status", project, timeout=60)
             rows = [line.split()[-1] for line in status.splitlines()[1:] if line.strip() and "Worker" not in line]
-            if len(rows) == 4 and all(s in ("Success", "Failed") for s in rows):
+            if len(rows) == 2 and all(s in ("Success", "Failed") for s in rows):
                 break
             assert time.monotonic() < deadline, f"queue not done after 600 s:\n{status}"
             time.sleep(3)
-        assert rows == ["Success"] * 4, status
+        assert rows == ["Success"] * 2, status
     finally:
         try:
             run("dvc queue stop --kill", project, timeout=120)
@@ -59,8 +61,8 @@ def test_queued_grid_runs_to_completion_on_two_workers(pipeline_done, tmp_path):
         train = r["data"]["metrics"]["metrics/train.json"]["data"]
         evaluation = r["data"]["metrics"]["metrics/eval.json"]["data"]
         assert train["epochs"] == params["epochs"] and evaluation["test_images"] == 1000
-        grid[(params["epochs"], params["batch_size"])] = train["val_loss"]
-    assert sorted(grid) == [(1, 128), (1, 256), (2, 128), (2, 256)], grid
-    assert len(set(grid.values())) == 4, "four different runs, four different results"
+        grid[params["epochs"]] = train["val_loss"]
+    assert sorted(grid) == [1, 2], grid
+    assert len(set(grid.values())) == 2, "two different runs, two different results"
     # The queue ran in temporary copies: the workspace is untouched.
     assert "up to date" in sh("dvc status", project)

@@ -36,7 +36,7 @@ from cae.io import write_bytes
 from cae.stages import METRICS_DIR, MODEL_PATH
 
 LOCK_PATH = Path("dvc.lock")
-ANOMALY_PATH = METRICS_DIR / "anomaly.json"
+EVAL_PATH = METRICS_DIR / "eval.json"  # its `score_threshold` decides anomaly/normal
 NO_MODEL_HINT = "run `dvc repro` (or `dvc pull`) to produce it, or pass --model"
 
 DESCRIPTION = """\
@@ -74,8 +74,9 @@ SCORE_EPILOG = """\
 The score is the mean squared error per pixel (values on a 0-1 scale) between the
 image as the model sees it and the model's reconstruction: high means unusual. With
 --resize it is measured at the model's size. The `decision` column (anomaly/normal)
-appears once the pipeline's anomaly stage has been run, i.e. when
-metrics/anomaly.json holds a `threshold`, and only for the pipeline's own model.
+appears for the pipeline's own model once its evaluate stage has run: an image is an
+anomaly when its score exceeds metrics/eval.json's `score_threshold` (the score that
+1 % of the clean validation images exceed).
 
 examples:
   cae score digits/
@@ -248,7 +249,7 @@ def _print_scores(done: list[Outcome], threshold: float | None) -> None:
         ]
         print("  ".join(cells).rstrip())
     if threshold is not None:
-        print(f"decision: anomaly when score > {threshold:.6g} ({ANOMALY_PATH})", file=sys.stderr)
+        print(f"decision: anomaly when score > {threshold:.6g} ({EVAL_PATH} score_threshold)", file=sys.stderr)
 
 
 def _write_csv(path: Path, done: list[Outcome], threshold: float | None) -> None:
@@ -264,18 +265,20 @@ def _write_csv(path: Path, done: list[Outcome], threshold: float | None) -> None
 
 
 def _threshold(model_path: Path) -> float | None:
-    """The pipeline's anomaly threshold, if its anomaly stage has run and ``model_path`` is its model."""
-    if not ANOMALY_PATH.is_file() or model_path.resolve() != MODEL_PATH.resolve():
+    """The pipeline's score threshold, if its evaluate stage has run and ``model_path`` is its model."""
+    if not EVAL_PATH.is_file() or model_path.resolve() != MODEL_PATH.resolve():
         return None
     try:
-        metrics = json.loads(ANOMALY_PATH.read_text())
-        if isinstance(metrics, dict) and "threshold" not in metrics:
-            return None  # the one-class study: a threshold per class model, none for this one
-        value = metrics["threshold"]
+        metrics = json.loads(EVAL_PATH.read_text())
+        if isinstance(metrics, dict) and "score_threshold" not in metrics:
+            return None  # written before evaluate computed one
+        value = metrics["score_threshold"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CaeError(f"{ANOMALY_PATH}: no readable 'threshold' ({exc}); rerun `dvc repro`") from None
+        raise CaeError(f"{EVAL_PATH}: no readable 'score_threshold' ({exc}); rerun `dvc repro`") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise CaeError(f"{ANOMALY_PATH}: 'threshold' must be a finite number (got {value!r}); rerun `dvc repro`")
+        raise CaeError(
+            f"{EVAL_PATH}: 'score_threshold' must be a finite number (got {value!r}); rerun `dvc repro`"
+        )
     return float(value)
 
 

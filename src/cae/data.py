@@ -123,11 +123,8 @@ def _array_sha256(a: np.ndarray) -> str:
 
 
 def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _check_mnist_array(key: str, a: np.ndarray, expected: dict[str, str], source: str) -> None:

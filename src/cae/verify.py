@@ -26,11 +26,8 @@ CACHE = Path(".dvc/cache/files/md5")
 
 
 def md5_of(path: Path) -> str:
-    h = hashlib.md5()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def corrupt_objects(cache: Path = CACHE) -> dict[str, Path]:

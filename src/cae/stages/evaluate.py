@@ -1,6 +1,8 @@
 """Stage `evaluate`: the model on the test split → metrics/eval.json, plots/psnr_by_noise.csv.
 
-``metrics/eval.json`` scores all test images at the headline noise level.
+``metrics/eval.json`` scores all test images at the headline noise level, and holds
+``score_threshold``: the reconstruction error (``cae score``'s score) that 1 % of the
+clean validation images exceed, above which ``cae score`` calls an image an anomaly.
 ``plots/psnr_by_noise.csv`` has one row (level, method, psnr, ssim) per noise level
 and method — the noisy input, the autoencoder and every classical baseline — all on
 the same seeded subset of test images.
@@ -13,18 +15,22 @@ from cae.stages import HINT_PREPARED, METRICS_DIR, MODEL_PATH, PLOTS_DIR, PREPAR
 from cae.stages.baselines import BY_NOISE as BASELINES_BY_NOISE
 
 EVAL_METRICS = METRICS_DIR / "eval.json"
+SCORE_QUANTILE = 0.99  # `cae score` flags images less well reconstructed than 99 % of validation images
 PSNR_BY_NOISE = PLOTS_DIR / "psnr_by_noise.csv"
 
 
 def main(params: Params) -> None:
     from cae import runtime
     from cae.errors import CaeError
+    import numpy as np
+
+    from cae.anomaly import mse_scores
     from cae.evaluate import evaluate_denoiser, read_rows_csv, scores_by_level, write_rows_csv
     from cae.io import read_arrays, write_json
     from cae.model import load_model
     from cae.prepare import eval_subset, to_float
 
-    names = ["x_test", "x_test_noisy", "test_levels", "x_test_levels"]
+    names = ["x_test", "x_test_noisy", "test_levels", "x_test_levels", "x_val"]
     data = read_arrays(PREPARED_DIR, names, hint=HINT_PREPARED, mmap=True)
     if not BASELINES_BY_NOISE.is_file():
         raise CaeError(f"{BASELINES_BY_NOISE}: not found; run `dvc repro baselines`")
@@ -36,12 +42,17 @@ def main(params: Params) -> None:
         return model.predict(x, batch_size=params.batch_size, verbose=0)
 
     metrics = evaluate_denoiser(predict, to_float(data["x_test"]), data["x_test_noisy"])
+    x_val = to_float(data["x_val"])
+    val_errors = mse_scores(x_val, predict(x_val))  # `cae score`'s score of each clean validation image
+    metrics["score_threshold"] = round(float(np.quantile(val_errors, SCORE_QUANTILE)), 8)
     write_json(EVAL_METRICS, metrics)
     log.info(
         "denoise PSNR %.2f dB (noisy input %.2f dB), SSIM %.3f; reconstruction BCE %.4f on %d test images",
         metrics["denoise_psnr"], metrics["noisy_psnr"], metrics["denoise_ssim"], metrics["recon_bce"],
         metrics["test_images"],
     )  # fmt: skip
+    log.info("cae score threshold %.6g (%g quantile of %d clean validation images)",
+             metrics["score_threshold"], SCORE_QUANTILE, len(val_errors))  # fmt: skip
 
     subset = eval_subset(len(data["x_test"]), params.baselines.subset, params.seed)
     rows = scores_by_level(predict, to_float(data["x_test"][subset]), data["x_test_levels"][:, subset],
