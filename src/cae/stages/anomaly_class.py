@@ -48,23 +48,27 @@ def parse_class(argv: list[str], classes: list[int]) -> int:
 
 
 def main(params: Params, argv: list[str]) -> None:
-    import numpy as np
-
-    from cae import runtime
-    from cae.anomaly import class_images, fit_one_class
-    from cae.io import atomic_path, read_arrays, save_npy, write_json
-    from cae.model import check_input_shape, save_model
-    from cae.prepare import to_float
-
     cfg = params.anomaly
     label = parse_class(argv, cfg.classes)
+
+    import numpy as np
+
+    from cae.anomaly import class_images
+    from cae.io import atomic_path, read_arrays, save_npy, write_json
+    from cae.prepare import to_float
+
     data = read_arrays(PREPARED_DIR, ["x_train", "y_train", "x_val", "y_val", "x_test"], hint=HINT_PREPARED,
                        mmap=True)  # fmt: skip
-    check_input_shape(data["x_train"].shape[1:], len(cfg.model.filters))
     train = to_float(class_images(data["x_train"], data["y_train"], label, cfg.min_images))
     val = to_float(class_images(data["x_val"], data["y_val"], label, 1, split="validation"))
     test = to_float(data["x_test"])
 
+    # TensorFlow only now, once the inputs are known to be usable
+    from cae import runtime
+    from cae.anomaly import fit_one_class
+    from cae.model import check_input_shape, save_model
+
+    check_input_shape(train.shape[1:], len(cfg.model.filters))
     runtime.make_deterministic(params.seed)
     log.info("class %d: training on %d images (%d validation) for %d epochs, scoring %d test images",
              label, len(train), len(val), cfg.epochs, len(test))  # fmt: skip
