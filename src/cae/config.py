@@ -109,6 +109,8 @@ PRESETS: dict[str, dict] = {
     "strided": {"filters": [32, 64], "downsample": "strided", "upsample": "transpose"},
     # a small U-Net, fast on a CPU: batch norm and skip connections
     "unet": {"filters": [8, 16], "batch_norm": True, "skip": True},
+    # the same U-Net with twice the filters: the best denoiser that trains in minutes on 2 cores
+    "unet_wide": {"filters": [16, 32], "batch_norm": True, "skip": True},
     # the small U-Net predicting the noise (residual output), trained on MSE
     "resunet": {"filters": [8, 16], "batch_norm": True, "skip": True, "residual": True, "loss": "mse"},
     # the classic U-Net shape: two convolutions per level, wider (for a GPU)
@@ -119,7 +121,7 @@ PRESETS: dict[str, dict] = {
 class ModelParams(Section):
     """The autoencoder's architecture and optimisation; ``preset`` fills unset keys."""
 
-    preset: Literal["reference", "wide", "strided", "unet", "resunet", "unet_deep"] = "reference"
+    preset: Literal["reference", "wide", "strided", "unet", "unet_wide", "resunet", "unet_deep"] = "reference"
     filters: list[PositiveInt]
     kernel_size: PositiveInt
     activation: Literal["relu", "elu", "gelu", "selu", "swish", "tanh", "leaky_relu"]
