@@ -51,7 +51,7 @@ def main(params: Params, argv: list[str]) -> None:
     import numpy as np
 
     from cae import runtime
-    from cae.anomaly import class_images, fit_one_class
+    from cae.anomaly import check_labelled, class_images, fit_one_class
     from cae.io import atomic_path, read_arrays, save_npy, write_json
     from cae.model import check_input_shape, save_model
     from cae.prepare import to_float
@@ -60,6 +60,7 @@ def main(params: Params, argv: list[str]) -> None:
     label = parse_class(argv, cfg.classes)
     data = read_arrays(PREPARED_DIR, ["x_train", "y_train", "x_val", "y_val", "x_test"], hint=HINT_PREPARED,
                        mmap=True)  # fmt: skip
+    check_labelled(data["y_train"])
     check_input_shape(data["x_train"].shape[1:], len(cfg.model.filters))
     train = to_float(class_images(data["x_train"], data["y_train"], label, cfg.min_images))
     val = to_float(class_images(data["x_val"], data["y_val"], label, 1, split="validation"))
