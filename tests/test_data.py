@@ -882,3 +882,29 @@ def test_interrupted_download_leaves_no_partial_file(synth, synth_mirror, tmp_pa
         data.fetch_fashion_mnist(fashion(fashion_mirrors=[mirror.url()]), cache_dir=cache,
                                  expected=checksums(synth), local_dirs=())  # fmt: skip
     assert cache_files(cache) == []
+
+
+def test_download_stage_with_dataset_fashion_mnist_from_a_loopback_mirror(synth, synth_mirror, tmp_path,
+                                                                          monkeypatch):  # fmt: skip
+    """The `download` stage as `dvc exp run -S dataset=fashion_mnist` runs it, against a
+    loopback mirror of a small IDX set whose (test-only) checksums replace the real ones."""
+    import yaml
+
+    from cae.config import load_params
+    from cae.stages import download
+
+    mirror, _ = synth_mirror
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["dataset"] = "fashion_mnist"
+    params["download"]["fashion_mirrors"] = [mirror.url()]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(data, "FASHION_LOCAL_DIRS", ())
+    monkeypatch.setattr(data, "FASHION_SHA256", dict(checksums(synth), y_test="f" * 64))
+    with pytest.raises(DataError, match="y_test fails verification"):
+        download.main(load_params())
+    assert not (tmp_path / "data/raw").exists()
+    monkeypatch.setattr(data, "FASHION_SHA256", checksums(synth))
+    download.main(load_params())
+    raw = read_raw(tmp_path / "data/raw")
+    assert raw["x_train"].shape == (20, 28, 28, 1) and sha(raw["y_test"]) == sha(synth["y_test"])

@@ -515,15 +515,17 @@ def fetch_fashion_mnist(
     download: DownloadParams,
     *,
     cache_dir: Path | None = None,
-    expected: dict[str, str] = FASHION_SHA256,
-    local_dirs: tuple[Path, ...] = FASHION_LOCAL_DIRS,
+    expected: dict[str, str] | None = None,
+    local_dirs: tuple[Path, ...] | None = None,
 ) -> tuple[dict[str, np.ndarray], str]:
     """Fashion-MNIST's four arrays, verified against ``expected`` (sha256 of each array's
-    bytes) whichever source served them: ``download.path`` (a folder of the IDX files or
+    bytes; :data:`FASHION_SHA256` by default) whichever source served them: ``download.path`` (a folder of the IDX files or
     a Keras-style ``.npz``), each of ``local_dirs`` that exists (Debian's package, Keras'
     cache; relative ones under the home directory), then ``download.fashion_mirrors``
     (base URLs of the four IDX ``.gz`` files), cached like MNIST's downloads."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    expected = FASHION_SHA256 if expected is None else expected  # looked up now: tests may swap it
+    local_dirs = FASHION_LOCAL_DIRS if local_dirs is None else local_dirs
     sources: list[tuple[str, Callable[[], dict[str, np.ndarray]]]] = []
     if download.path:
         path = Path(download.path).expanduser()
