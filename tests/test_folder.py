@@ -145,8 +145,10 @@ def test_unreadable_file_as_root_cannot_be_simulated_so_a_read_error_is_injected
         (lambda root: (classes(root, {"c": 2}), save(root / "stray.png", gray(8, 8))),
          r"class sub-folders and also images directly inside it \(e\.g\. stray\.png\)"),
         (lambda root: (root.mkdir(), (root / "x.txt").write_text("x")), r"has no images .*x\.txt: not an image"),
+        (lambda root: classes(root, {"a": 1, "b": 1}, colour=False), r"no test images \(every class has a single"),
     ],
-    ids=["empty", "missing", "a-file", "one-image", "mixed-sizes", "stray-files", "no-images-only-text"],
+    ids=["empty", "missing", "a-file", "one-image", "mixed-sizes", "stray-files", "no-images-only-text",
+         "singletons"],
 )
 def test_unusable_folders_are_one_clear_error_and_nothing_is_written(tmp_path, make, match):
     root = tmp_path / "imgs"

@@ -168,6 +168,8 @@ def write_folder_dataset(cfg: FolderParams, out_dir: Path) -> dict:
     if not cfg.path:
         raise DataError("folder.path: not set; with dataset: folder it must name a folder of images")
     scan = scan_folder(root)
+    if len(scan.classes) > 256:
+        raise DataError(f"folder.path: {root} has {len(scan.classes)} class folders; at most 256 are supported")
     size = tuple(cfg.size) if cfg.size else None
     skipped, converted = list(scan.skipped), 0
     labels: list[int] = []
@@ -200,10 +202,10 @@ def write_folder_dataset(cfg: FolderParams, out_dir: Path) -> dict:
         _report(root, len(scan.files) + len(scan.skipped), skipped, converted, cfg.channels)
         if len(labels) < 2:
             raise DataError(f"folder.path: {root}: {len(labels)} usable image(s), at least 2 needed{_skip_note(skipped)}")
-        if len(scan.classes) > 256:
-            raise DataError(f"folder.path: {root} has {len(scan.classes)} class folders; at most 256 are supported")
         y = np.asarray(labels, dtype=np.uint8)
         train, test, single = split_by_class(y, cfg.test_fraction, cfg.seed)
+        if not len(test):
+            raise DataError(f"folder.path: {root}: no test images (every class has a single image)")
         for c in single:
             log.warning("class %s has one image: it goes to the training set only", scan.classes[c])
         shape = (*size, cfg.channels)
