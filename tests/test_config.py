@@ -169,3 +169,28 @@ def test_anomaly_bad_value_is_one_line_naming_the_key(raw, line):
     with pytest.raises(ParamsError) as info:
         parse_params(raw)
     assert str(info.value).startswith(line) and len(str(info.value).splitlines()) == 1, str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "line"),
+    [
+        ({"dataset": "folder"},
+         "params.yaml: folder: folder.path must name a folder of images when dataset is folder (got null)"),
+        ({"dataset": "folder", "folder": {"path": "x", "size": [64]}},
+         "params.yaml: folder.size: must be [height, width] (got [64])"),
+        ({"folder": {"channels": 4}}, "params.yaml: folder.channels: Input should be 1 or 3 (got 4)"),
+        ({"folder": {"fit": "stretch"}}, "params.yaml: folder.fit: Input should be 'resize' or 'crop' (got 'stretch')"),
+        ({"folder": {"test_fraction": 1.0}}, "params.yaml: folder.test_fraction: Input should be less than 1 (got 1.0)"),
+        ({"dataset": "cifar10"},
+         "params.yaml: dataset: Input should be 'mnist', 'mnist_sample', 'fashion_mnist' or 'folder' (got 'cifar10')"),
+    ],
+)  # fmt: skip
+def test_dataset_and_folder_bad_values_are_one_line(raw, line):
+    with pytest.raises(ParamsError) as err:
+        parse_params(raw)
+    assert str(err.value) == line
+
+
+def test_folder_params_parse():
+    params = parse_params({"dataset": "folder", "folder": {"path": "~/imgs", "size": [64, 48], "channels": 3}})
+    assert params.folder.size == [64, 48] and params.folder.fit == "resize" and params.folder.test_fraction == 0.2

@@ -757,3 +757,154 @@ def test_idx_decompression_is_bounded(synth, synth_mirror, tmp_path, monkeypatch
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz: decompresses to more than 1,000 bytes"):
         fetch_mnist(params(mirrors=[mirror.url()]), cache_dir=tmp_path / "c", expected=checksums(synth))
     assert cache_files(tmp_path / "c") == []
+
+
+# --------------------------------------------------------------------------- Fashion-MNIST
+
+
+def test_fashion_constants_are_the_issue_s():
+    assert data.FASHION_SHA256["x_train"].startswith("2e487a6c8912")
+    assert data.FASHION_SHA256["y_test"].startswith("3d0e6c6ea990")
+    assert Path("/usr/share/datasets/fashion-mnist") in data.FASHION_LOCAL_DIRS
+    default = DownloadParams().fashion_mirrors
+    assert default[0] == "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+    assert "fashion-mnist" in default[1]
+
+
+def fashion(**kw) -> DownloadParams:
+    kw.setdefault("fashion_mirrors", [])
+    return params(**kw)
+
+
+def test_fashion_loopback_mirror_accepts_right_hashes_rejects_wrong(synth, synth_mirror, tmp_path):
+    mirror, files = synth_mirror
+    cache = tmp_path / "cache"
+    wrong = dict(checksums(synth), x_train="0" * 64)
+    with pytest.raises(DataError) as err:
+        data.fetch_fashion_mnist(fashion(fashion_mirrors=[mirror.url()]), cache_dir=cache, expected=wrong,
+                                 local_dirs=())  # fmt: skip
+    assert "Could not get Fashion-MNIST" in str(err.value) and "fails verification" in str(err.value)
+    assert "dataset-fashion-mnist" in str(err.value)  # says how to supply a local copy
+    assert not any(IDX_FILES["x_train"] in p.name for p in cache_files(cache))  # nothing unverified kept
+    arrays, desc = data.fetch_fashion_mnist(fashion(fashion_mirrors=[mirror.url()]), cache_dir=cache,
+                                            expected=checksums(synth), local_dirs=())  # fmt: skip
+    assert checksums(arrays) == checksums(synth) and mirror.url() in desc
+    assert_cache_clean(cache, files)
+
+
+def test_fashion_dispatch_and_raw_round_trip(synth, synth_mirror, tmp_path):
+    mirror, _ = synth_mirror
+    arrays, _ = fetch_dataset("fashion_mnist", fashion(fashion_mirrors=[mirror.url()]), cache_dir=tmp_path / "c",
+                              expected=checksums(synth), local_dirs=())  # fmt: skip
+    write_raw(arrays, tmp_path / "raw")
+    assert read_raw(tmp_path / "raw")["x_train"].shape == (20, 28, 28, 1)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_fashion_local_dir_first_like_debian_s(gz, synth, synth_mirror, tmp_path):
+    """A Debian-style folder of IDX files (gzipped or not) serves without the network."""
+    mirror, _ = synth_mirror
+    local = tmp_path / "usr-share-datasets-fashion-mnist"
+    local.mkdir()
+    for key, fname in IDX_FILES.items():
+        blob = idx_bytes(synth[key])
+        (local / (fname if gz else fname.removesuffix(".gz"))).write_bytes(gzip.compress(blob) if gz else blob)
+    arrays, desc = data.fetch_fashion_mnist(fashion(fashion_mirrors=[mirror.url()]), cache_dir=tmp_path / "c",
+                                            expected=checksums(synth), local_dirs=(local,))  # fmt: skip
+    assert checksums(arrays) == checksums(synth) and str(local) in desc
+    assert sum(mirror.hits.values()) == 0
+    # a damaged local copy is reported and the mirror serves instead
+    victim = local / (IDX_FILES["y_test"] if gz else IDX_FILES["y_test"].removesuffix(".gz"))
+    victim.write_bytes(victim.read_bytes()[:-3])
+    arrays, desc = data.fetch_fashion_mnist(fashion(fashion_mirrors=[mirror.url()]), cache_dir=tmp_path / "c",
+                                            expected=checksums(synth), local_dirs=(local,))  # fmt: skip
+    assert mirror.url() in desc and checksums(arrays) == checksums(synth)
+
+
+def test_fashion_corrupt_cache_fetched_again_and_truncated_download_leaves_nothing(synth, synth_mirror, tmp_path):
+    mirror, files = synth_mirror
+    cache = tmp_path / "cache"
+    args = dict(cache_dir=cache, expected=checksums(synth), local_dirs=())
+    data.fetch_fashion_mnist(fashion(fashion_mirrors=[mirror.url()]), **args)
+    name = IDX_FILES["x_train"]
+    [cached] = [p for p in cache_files(cache) if p.name.endswith(name)]
+    cached.write_bytes(cached.read_bytes()[: len(files[name]) // 2])  # a truncated cached file
+    arrays, _ = data.fetch_fashion_mnist(fashion(fashion_mirrors=[mirror.url()]), **args)
+    assert checksums(arrays) == checksums(synth) and mirror.hits[name] == 2
+    assert cached.read_bytes() == files[name]
+
+    # the server now cuts the file short mid-transfer (announces the full length):
+    # the download fails, and nothing a later run could mistake for data is left
+    cached.unlink()
+    blob = files[name]
+
+    class Cut(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(blob)))
+            self.end_headers()
+            self.wfile.write(blob[: len(blob) // 3])
+            self.wfile.flush()
+            self.close_connection = True
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Cut)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        with pytest.raises(DataError, match="Fashion-MNIST"):
+            data.fetch_fashion_mnist(fashion(fashion_mirrors=[url], timeout=3.0), **args)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert_cache_clean(cache, files)
+    assert not any(p.name.startswith(cae.io.TMP_PREFIX) for p in cache_files(cache))
+
+
+def test_interrupted_download_leaves_no_partial_file(synth, synth_mirror, tmp_path, monkeypatch):
+    """Ctrl-C in the middle of a download: the partial file under its temporary name goes."""
+    mirror, files = synth_mirror
+    cache = tmp_path / "cache"
+
+    class Interrupted:
+        def __init__(self, *a, **k):
+            pass
+
+        def __call__(self, url, output_file, pooch_):
+            Path(output_file).write_bytes(files[IDX_FILES["x_train"]][:100])
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(data.pooch, "HTTPDownloader", Interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        data.fetch_fashion_mnist(fashion(fashion_mirrors=[mirror.url()]), cache_dir=cache,
+                                 expected=checksums(synth), local_dirs=())  # fmt: skip
+    assert cache_files(cache) == []
+
+
+def test_download_stage_with_dataset_fashion_mnist_from_a_loopback_mirror(synth, synth_mirror, tmp_path,
+                                                                          monkeypatch):  # fmt: skip
+    """The `download` stage as `dvc exp run -S dataset=fashion_mnist` runs it, against a
+    loopback mirror of a small IDX set whose (test-only) checksums replace the real ones."""
+    import yaml
+
+    from cae.config import load_params
+    from cae.stages import download
+
+    mirror, _ = synth_mirror
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["dataset"] = "fashion_mnist"
+    params["download"]["fashion_mirrors"] = [mirror.url()]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(data, "FASHION_LOCAL_DIRS", ())
+    monkeypatch.setattr(data, "FASHION_SHA256", dict(checksums(synth), y_test="f" * 64))
+    with pytest.raises(DataError, match="y_test fails verification"):
+        download.main(load_params())
+    assert not (tmp_path / "data/raw").exists()
+    monkeypatch.setattr(data, "FASHION_SHA256", checksums(synth))
+    download.main(load_params())
+    raw = read_raw(tmp_path / "data/raw")
+    assert raw["x_train"].shape == (20, 28, 28, 1) and sha(raw["y_test"]) == sha(synth["y_test"])

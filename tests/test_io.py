@@ -112,3 +112,39 @@ def test_output_through_a_file_names_the_file(tmp_path):
     (tmp_path / "models").write_text("not a directory")
     with pytest.raises(CaeError, match=r"models/m\.keras: cannot write here \(.*models is a file, not a directory\)"):
         write_json(tmp_path / "models" / "m.keras", {})
+
+
+def test_npy_rows_and_writer_stream_the_bytes_np_save_writes(tmp_path):
+    from cae.io import NpyRows, NpyWriter, read_arrays
+
+    a = np.random.default_rng(0).random((9, 4, 5, 3)).astype(np.float32)
+    np.save(tmp_path / "a.npy", a)
+    w = NpyWriter(tmp_path / "b.npy", a.shape, a.dtype)
+    w[0:4] = a[:4]
+    w[[8, 5, 7, 6, 4]] = a[[8, 5, 7, 6, 4]]  # any order
+    w.close()
+    assert (tmp_path / "b.npy").read_bytes() == (tmp_path / "a.npy").read_bytes()
+    rows = read_arrays(tmp_path, ["a"], hint="", rows=True)["a"]
+    assert isinstance(rows, NpyRows) and rows.shape == a.shape and rows.dtype == a.dtype and len(rows) == 9
+    for key in (slice(2, 6), [7, 1, 2, 3, 0], np.array([5]), 3, slice(None, None, 2), slice(4, 4)):
+        np.testing.assert_array_equal(rows[key], a[key] if not isinstance(key, int) else a[key : key + 1])
+    stacked = np.stack([a, 2 * a])
+    np.save(tmp_path / "c.npy", stacked)
+    w = NpyWriter(tmp_path / "d.npy", stacked.shape, stacked.dtype)
+    for j in range(2):
+        w.part(j)[:] = stacked[j]
+    w.close()
+    assert (tmp_path / "d.npy").read_bytes() == (tmp_path / "c.npy").read_bytes()
+    with pytest.raises(IndexError):
+        rows[[9]]
+
+
+def test_npy_rows_truncated_file_is_named(tmp_path):
+    from cae.errors import CaeError
+    from cae.io import read_arrays
+
+    np.save(tmp_path / "a.npy", np.zeros((10, 3), np.uint8))
+    data = (tmp_path / "a.npy").read_bytes()
+    (tmp_path / "a.npy").write_bytes(data[:-5])
+    with pytest.raises(CaeError, match=r"a\.npy: unreadable or corrupt \(file is truncated"):
+        read_arrays(tmp_path, ["a"], hint="rerun", rows=True)

@@ -135,3 +135,47 @@ def test_eval_subset_is_seeded_sorted_and_bounded():
     assert len(a) == 10 and (np.diff(a) > 0).all()
     np.testing.assert_array_equal(a, eval_subset(100, 10, seed=1))
     np.testing.assert_array_equal(eval_subset(5, 10, seed=1), np.arange(5))
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "speckle", "poisson", "salt_pepper", "masking"])
+@pytest.mark.parametrize("levels", [[0.3], [0.1, 0.5]])
+def test_corrupting_in_chunks_gives_the_same_bytes(kind, levels):
+    from cae.noise import corrupt_into
+
+    x = np.random.default_rng(0).random((23, 6, 6, 3), dtype=np.float32)
+    whole = corrupt_mixed(x, kind, levels, np.random.default_rng(5), 2)
+    chunked = np.empty_like(whole)
+    corrupt_into(chunked, lambda idx: x[idx], len(x), kind, levels, np.random.default_rng(5), 2, chunk=4)
+    assert chunked.tobytes() == whole.tobytes()
+
+
+def test_write_pairs_streams_the_same_bytes_as_make_pairs(tmp_path, monkeypatch):
+    """Written a few images at a time, from raw arrays read on demand, to the same bytes."""
+    from cae import prepare
+    from cae.io import NpyRows
+
+    params = parse_params({"noise": {"factor": [0.2, 0.5], "eval_levels": [0.1]}, "seed": 4})
+    raw = _raw()
+    expected = make_pairs(raw, params)
+    for key, a in raw.items():
+        np.save(tmp_path / f"{key}.npy", a)
+    monkeypatch.setattr(prepare, "chunk_rows", lambda shape: 3)
+    rows = {key: NpyRows(tmp_path / f"{key}.npy") for key in raw}
+    shapes = prepare.write_pairs(rows, params, tmp_path / "prepared")
+    assert shapes == {name: a.shape for name, a in expected.items()}
+    for name, a in expected.items():
+        buf = tmp_path / "expected.npy"
+        np.save(buf, a)
+        assert (tmp_path / "prepared" / f"{name}.npy").read_bytes() == buf.read_bytes(), name
+
+
+def test_write_pairs_failing_midway_leaves_nothing(tmp_path, monkeypatch):
+    from cae import prepare
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(prepare, "corrupt_into", boom)
+    with pytest.raises(CaeError, match="no space left"):
+        prepare.write_pairs(_raw(), parse_params({}), tmp_path / "prepared")
+    assert list(tmp_path.iterdir()) == []

@@ -36,6 +36,18 @@ AE_SCORES = ("mse", "ssim", "latent")
 _STD_FLOOR = 1e-12
 
 
+def check_labelled(y: np.ndarray) -> None:
+    """:class:`CaeError` unless the labels name at least two classes: the one-class study
+    scores one class against the others (a folder without class sub-folders has none)."""
+    present = np.unique(np.asarray(y).reshape(-1))
+    if len(present) < 2:
+        raise CaeError(
+            f"the data set has {'one class' if len(present) else 'no labels'}: the anomaly stages need at least "
+            "two labelled classes (with dataset: folder, one sub-folder per class); run the denoising "
+            "stages only (`dvc repro plots`)"
+        )
+
+
 def class_images(x: np.ndarray, y: np.ndarray, label: int, min_images: int, split: str = "training") -> np.ndarray:
     """The images of ``x`` whose label is ``label``; :class:`CaeError` naming the class if too few."""
     y = np.asarray(y).reshape(-1)

@@ -33,6 +33,11 @@ MNIST_MIRRORS = [
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
 ]
 
+FASHION_MNIST_MIRRORS = [
+    "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+]
+
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
 NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -44,13 +49,34 @@ class Section(BaseModel):
 
 
 class DownloadParams(Section):
-    """Where the ``download`` stage looks for MNIST, in order."""
+    """Where the ``download`` stage looks for MNIST (and Fashion-MNIST), in order."""
 
     path: str | None = None
     mirrors: list[str] = Field(default_factory=lambda: list(MNIST_MIRRORS))
+    fashion_mirrors: list[str] = Field(default_factory=lambda: list(FASHION_MNIST_MIRRORS))
     pypi: bool = True
     timeout: PositiveFloat = 20.0
     retries: NonNegativeInt = 2
+
+
+class FolderParams(Section):
+    """``dataset: folder``: a directory of PNG/JPEG/BMP/TIFF images, optionally one
+    sub-folder per class (the sub-folder's name is the label)."""
+
+    path: str | None = None
+    size: list[PositiveInt] | None = None  # [height, width]; null: the images' own (common) size
+    fit: Literal["resize", "crop"] = "resize"  # how an image of another size is brought to `size`
+    channels: Literal[1, 3] = 1
+    test_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.2
+    seed: NonNegativeInt = 0  # the train / test split
+    max_pixels: PositiveInt = 50_000_000  # larger images are skipped (decompression bombs)
+
+    @field_validator("size")
+    @classmethod
+    def _height_width(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and len(v) != 2:
+            raise ValueError(f"must be [height, width] (got {v})")
+        return v
 
 
 class SplitParams(Section):
@@ -224,18 +250,26 @@ class AnomalyParams(Section):
 
 
 class Params(Section):
-    dataset: Literal["mnist", "mnist_sample"] = "mnist"
+    dataset: Literal["mnist", "mnist_sample", "fashion_mnist", "folder"] = "mnist"
     seed: NonNegativeInt = 0
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 256
     task: Literal["denoise", "reconstruct"] = "denoise"
     distribute: Literal["none", "mirrored", "multi_worker"] = "none"
     download: DownloadParams = Field(default_factory=DownloadParams)
+    folder: FolderParams = Field(default_factory=FolderParams, validate_default=True)
     split: SplitParams = Field(default_factory=SplitParams)
     noise: NoiseParams = Field(default_factory=NoiseParams)
     model: ModelParams = Field(default_factory=ModelParams)
     baselines: BaselinesParams = Field(default_factory=BaselinesParams)
     anomaly: AnomalyParams = Field(default_factory=AnomalyParams)
+
+    @field_validator("folder")
+    @classmethod
+    def _folder_needs_path(cls, v: FolderParams, info: ValidationInfo) -> FolderParams:
+        if info.data.get("dataset") == "folder" and not v.path:
+            raise ValueError("folder.path must name a folder of images when dataset is folder (got null)")
+        return v
 
 
 _TYPE_TAGS = {"int", "float", "str", "bool"}

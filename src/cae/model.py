@@ -34,15 +34,21 @@ _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def check_input_shape(shape: tuple[int, int, int], levels: int) -> None:
-    """Raise :class:`CaeError` unless height and width survive ``levels`` halvings."""
+    """Raise :class:`CaeError` unless height and width survive ``levels`` halvings; the
+    message names the sizes nearest to the images' that do."""
     factor = 2**levels
     height, width, _ = shape
     if height % factor or width % factor:
+
+        def near(n: int) -> str:
+            lo, hi = n // factor * factor, -(-n // factor) * factor
+            return f"{lo} or {hi}" if lo else str(hi)
+
         raise CaeError(
             f"images of {height}×{width} do not fit model.filters with {levels} levels: "
-            f"height and width must be multiples of {factor} (e.g. "
-            f"{', '.join(str(factor * k) for k in range(1, 5))}); "
-            "use fewer levels in model.filters or resize the images"
+            f"height and width must be multiples of {factor} (the nearest that work: height {near(height)}, "
+            f"width {near(width)}); set folder.size to such a size (dataset: folder), "
+            "use fewer levels in model.filters, or resize the images"
         )
 
 

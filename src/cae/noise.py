@@ -80,11 +80,35 @@ def corrupt_mixed(
     x: np.ndarray, kind: str, factors: list[float], rng: np.random.Generator, block: int = 1
 ) -> np.ndarray:
     """Corrupt each image at a level drawn uniformly from ``factors`` (a blind-denoiser mix)."""
-    if len(factors) == 1:
-        return corrupt(x, kind, factors[0], rng, block)
-    choice = rng.integers(0, len(factors), len(x))
-    out = np.empty(x.shape, dtype=np.float32)
-    for i, f in enumerate(factors):
-        idx = np.flatnonzero(choice == i)
-        out[idx] = corrupt(x[idx], kind, f, rng, block)
+    out = np.empty(np.shape(x), dtype=np.float32)
+    corrupt_into(out, lambda idx: np.asarray(x[idx], dtype=np.float32), len(x), kind, factors, rng, block)
     return out
+
+
+def corrupt_into(
+    out,
+    rows: Callable[[np.ndarray], np.ndarray],
+    n: int,
+    kind: str,
+    factors: list[float],
+    rng: np.random.Generator,
+    block: int = 1,
+    chunk: int | None = None,
+) -> None:
+    """``out[i]`` = image ``i`` of ``n`` (``rows(indices)`` → float32 images), corrupted at a
+    level drawn uniformly from ``factors`` (the one level if there is one).
+
+    At most ``chunk`` images are read, corrupted and written at a time (``out`` may be a
+    file being written, see :class:`cae.io.NpyWriter`). Every noise model draws its
+    random numbers image by image in order, so the bytes do not depend on ``chunk``.
+    """
+    if len(factors) == 1:
+        groups = [(factors[0], np.arange(n))]
+    else:
+        choice = rng.integers(0, len(factors), n)
+        groups = [(f, np.flatnonzero(choice == i)) for i, f in enumerate(factors)]
+    for factor, idx in groups:
+        step = chunk or max(1, len(idx))
+        for start in range(0, len(idx), step):
+            part = idx[start : start + step]
+            out[part] = corrupt(rows(part), kind, factor, rng, block)

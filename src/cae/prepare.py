@@ -6,11 +6,14 @@ the corruption is defined on the continuous scale (``clip(x + f·N(0,1), 0, 1)``
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from cae.config import Params
 from cae.errors import CaeError
-from cae.noise import corrupt, corrupt_mixed
+from cae.io import NpyWriter, atomic_path, chunk_rows
+from cae.noise import corrupt_into
 
 PREPARED_FILES = (
     "x_train", "x_train_noisy", "y_train",
@@ -45,33 +48,93 @@ def eval_subset(n: int, size: int, seed: int) -> np.ndarray:
 
 
 def make_pairs(raw: dict[str, np.ndarray], params: Params) -> dict[str, np.ndarray]:
+    """:func:`fill_pairs` into arrays in memory: ``{name: array}`` in :data:`PREPARED_FILES` order."""
+    out: dict[str, np.ndarray] = {}
+
+    def create(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        out[name] = np.empty(shape, dtype)
+        return out[name]
+
+    fill_pairs(raw, params, create)
+    return {name: out[name] for name in PREPARED_FILES}
+
+
+def write_pairs(raw: dict[str, np.ndarray], params: Params, out_dir: Path) -> dict[str, tuple[int, ...]]:
+    """:func:`fill_pairs` straight into ``out_dir/<name>.npy``, a chunk of images at a time,
+    so memory stays bounded whatever the data set's size; ``out_dir`` appears complete or
+    not at all. Returns each array's shape."""
+    writers: dict[str, NpyWriter] = {}
+    with atomic_path(out_dir, directory=True) as tmp:
+
+        def create(name: str, shape: tuple[int, ...], dtype) -> NpyWriter:
+            writers[name] = NpyWriter(tmp / f"{name}.npy", shape, dtype)
+            return writers[name]
+
+        try:
+            fill_pairs(raw, params, create)
+        finally:
+            for w in writers.values():
+                w.close()
+    return {name: w.shape for name, w in writers.items()}
+
+
+def fill_pairs(raw: dict[str, np.ndarray], params: Params, create) -> None:
     """Split ``raw`` (x_train, y_train, x_test, y_test) and corrupt every split.
 
     Training and validation images are corrupted at ``noise.factor`` (each image at
     one level drawn from the list when it is a list); the test images at the
     headline level (``x_test_noisy``) and at every level of ``noise.levels``
     (``x_test_levels``, shape (levels, N, H, W, C), levels in ``test_levels``).
+
+    ``raw`` may hold arrays or :class:`cae.io.NpyRows`; each output is made by
+    ``create(name, shape, dtype)`` (an array, or a :class:`cae.io.NpyWriter`) and filled
+    a chunk of images at a time (:func:`cae.io.chunk_rows`): the bytes do not depend on
+    the chunk size.
     """
     noise = params.noise
+    shape = tuple(raw["x_train"].shape[1:])
+    chunk = chunk_rows(shape)
     train_idx, val_idx = split_indices(len(raw["x_train"]), params.split.val_fraction, params.seed)
-    clean = {
-        "train": (raw["x_train"][train_idx], raw["y_train"][train_idx]),
-        "val": (raw["x_train"][val_idx], raw["y_train"][val_idx]),
-    }
-    out: dict[str, np.ndarray] = {}
-    for stream, (split, (x, y)) in enumerate(clean.items(), start=1):
-        rng = np.random.default_rng([params.seed, stream])
-        out[f"x_{split}"] = x
-        out[f"x_{split}_noisy"] = corrupt_mixed(to_float(x), noise.kind, noise.train_levels, rng, noise.block)
-        out[f"y_{split}"] = y
-    x_test = to_float(raw["x_test"])
-    out["x_test"], out["y_test"] = raw["x_test"], raw["y_test"]
-    out["x_test_noisy"] = corrupt(x_test, noise.kind, noise.test_level, np.random.default_rng([params.seed, 3]),
-                                  noise.block)  # fmt: skip
+
+    def copy(name: str, src, idx: np.ndarray) -> None:
+        dst = create(name, (len(idx), *src.shape[1:]), src.dtype)
+        for start in range(0, len(idx), chunk):
+            part = idx[start : start + chunk]
+            dst[start : start + len(part)] = src[part]
+
+    def noisy(dst, src, idx: np.ndarray, levels: list[float], rng: np.random.Generator) -> None:
+        corrupt_into(dst, lambda part: to_float(src[idx[part]]), len(idx), noise.kind, levels, rng, noise.block,
+                     chunk)  # fmt: skip
+
+    x, y = raw["x_train"], raw["y_train"]
+    for stream, (split, idx) in enumerate((("train", train_idx), ("val", val_idx)), start=1):
+        copy(f"x_{split}", x, idx)
+        noisy(create(f"x_{split}_noisy", (len(idx), *shape), np.float32), x, idx, noise.train_levels,
+              np.random.default_rng([params.seed, stream]))  # fmt: skip
+        create(f"y_{split}", (len(idx),), np.uint8)[:] = np.asarray(y[idx], np.uint8)
+    x, every = raw["x_test"], np.arange(len(raw["x_test"]))
+    copy("x_test", x, every)
+    create("y_test", (len(x),), np.uint8)[:] = np.asarray(raw["y_test"][every], np.uint8)
+    noisy(create("x_test_noisy", (len(x), *shape), np.float32), x, every, [noise.test_level],
+          np.random.default_rng([params.seed, 3]))  # fmt: skip
     levels = noise.levels
-    out["test_levels"] = np.asarray(levels, dtype=np.float32)
-    out["x_test_levels"] = np.stack([
-        corrupt(x_test, noise.kind, level, np.random.default_rng([params.seed, 100 + j]), noise.block)
-        for j, level in enumerate(levels)
-    ])  # fmt: skip
-    return {name: out[name] for name in PREPARED_FILES}
+    create("test_levels", (len(levels),), np.float32)[:] = np.asarray(levels, dtype=np.float32)
+    stacked = create("x_test_levels", (len(levels), len(x), *shape), np.float32)
+    for j, level in enumerate(levels):
+        part = stacked[j] if isinstance(stacked, np.ndarray) else stacked.part(j)
+        noisy(part, x, every, [level], np.random.default_rng([params.seed, 100 + j]))
+
+
+class FloatImages:
+    """uint8 images (an array or :class:`cae.io.NpyRows`) seen as float32 in [0, 1], converted
+    a batch at a time when indexed: training streams large data sets through this."""
+
+    def __init__(self, images):
+        self.images = images
+        self.shape, self.dtype, self.ndim = tuple(images.shape), np.dtype(np.float32), len(images.shape)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, key) -> np.ndarray:
+        return to_float(self.images[key])

@@ -53,8 +53,10 @@ def fingerprint(params, *arrays: np.ndarray) -> str:
         path = here / name
         h.update(path.read_bytes() if path.is_file() else b"")
     for array in arrays:
-        h.update(f"{array.dtype.str}{array.shape}".encode())
-        h.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+        h.update(f"{array.dtype.str}{tuple(array.shape)}".encode())
+        step = max(1, (1 << 26) // max(1, array[:1].nbytes))  # 64 MiB at a time: arrays may be streamed
+        for start in range(0, len(array), step):
+            h.update(memoryview(np.ascontiguousarray(array[start : start + step])).cast("B"))
     return h.hexdigest()[:16]
 
 
@@ -71,7 +73,7 @@ class EpochBatches(keras.utils.PyDataset):
     as with Keras' own batching of arrays.
     """
 
-    def __init__(self, inputs: np.ndarray, targets: np.ndarray, batch_size: int, seed: int):
+    def __init__(self, inputs: np.ndarray, targets: np.ndarray, batch_size: int, seed: int | None):
         super().__init__(workers=1, use_multiprocessing=False)
         if len(inputs) != len(targets):
             raise ValueError(f"{len(inputs)} inputs but {len(targets)} targets")
@@ -81,7 +83,9 @@ class EpochBatches(keras.utils.PyDataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-        self.order = epoch_order(self.seed, epoch, len(self.inputs))
+        # seed None: in order, every epoch (validation batches, as Keras batches arrays)
+        n = len(self.inputs)
+        self.order = np.arange(n) if self.seed is None else epoch_order(self.seed, epoch, n)
 
     def __len__(self) -> int:
         return math.ceil(len(self.inputs) / self.batch_size)

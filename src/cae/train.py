@@ -134,8 +134,8 @@ def train_autoencoder(
         batches,
         epochs=params.epochs,
         shuffle=False,  # the order is EpochBatches'
-        validation_data=(val_inputs, val_targets),
-        validation_batch_size=params.batch_size,
+        # in order, a batch at a time: the arrays may be streamed from disk (issue 3)
+        validation_data=EpochBatches(val_inputs, val_targets, params.batch_size, None),
         callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
     )

@@ -53,12 +53,13 @@ def main(params: Params, argv: list[str]) -> None:
 
     import numpy as np
 
-    from cae.anomaly import class_images
+    from cae.anomaly import check_labelled, class_images
     from cae.io import atomic_path, read_arrays, save_npy, write_json
     from cae.prepare import to_float
 
     data = read_arrays(PREPARED_DIR, ["x_train", "y_train", "x_val", "y_val", "x_test"], hint=HINT_PREPARED,
                        mmap=True)  # fmt: skip
+    check_labelled(data["y_train"])
     train = to_float(class_images(data["x_train"], data["y_train"], label, cfg.min_images))
     val = to_float(class_images(data["x_val"], data["y_val"], label, 1, split="validation"))
     test = to_float(data["x_test"])

@@ -1,4 +1,9 @@
-"""Stage `download`: the dataset named by `dataset`, verified, into data/raw/."""
+"""Stage `download`: the dataset named by `dataset`, verified, into data/raw/.
+
+``mnist``, ``mnist_sample`` and ``fashion_mnist`` are fetched and checked against their
+checksums; ``folder`` reads your own images (``folder`` in params.yaml), streaming them
+to disk, and also writes ``data/raw/classes.json`` (class names, size, counts).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,15 @@ from cae.stages import RAW_DIR, log, run_stage
 
 
 def main(params: Params) -> None:
+    if params.dataset == "folder":
+        from cae.folder import write_folder_dataset
+
+        summary = write_folder_dataset(params.folder, RAW_DIR)
+        log.info("wrote %s (%d train, %d test images of %s×%d, classes: %s)", RAW_DIR, summary["train_images"],
+                 summary["test_images"], "×".join(map(str, summary["size"])), summary["channels"],
+                 ", ".join(summary["classes"]) or "none")  # fmt: skip
+        return
+
     from cae.data import fetch_dataset, write_raw
 
     arrays, source = fetch_dataset(params.dataset, params.download)

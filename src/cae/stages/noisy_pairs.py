@@ -1,4 +1,8 @@
-"""Stage `noisy_pairs`: validation split and seeded corruption, into data/prepared/."""
+"""Stage `noisy_pairs`: validation split and seeded corruption, into data/prepared/.
+
+Streams: the raw arrays are read and the prepared ones written a chunk of images at a
+time, so memory stays bounded however many images the data set has.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,14 @@ from cae.stages import PREPARED_DIR, RAW_DIR, log, run_stage
 
 def main(params: Params) -> None:
     from cae.data import read_raw
-    from cae.io import write_arrays
-    from cae.prepare import make_pairs
+    from cae.prepare import write_pairs
 
-    raw = read_raw(RAW_DIR)
-    pairs = make_pairs(raw, params)
-    write_arrays(PREPARED_DIR, pairs)
+    raw = read_raw(RAW_DIR, rows=True)
+    shapes = write_pairs(raw, params, PREPARED_DIR)
     log.info(
-        "wrote %s: %d train / %d val / %d test pairs, %s noise at factor %g",
-        PREPARED_DIR, len(pairs["x_train"]), len(pairs["x_val"]), len(pairs["x_test"]),
-        params.noise.kind, params.noise.factor,
+        "wrote %s: %d train / %d val / %d test pairs of %s, %s noise at factor %s",
+        PREPARED_DIR, shapes["x_train"][0], shapes["x_val"][0], shapes["x_test"][0],
+        "×".join(map(str, shapes["x_train"][1:])), params.noise.kind, params.noise.factor,
     )  # fmt: skip
 
 
