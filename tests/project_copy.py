@@ -15,7 +15,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 IGNORE = shutil.ignore_patterns(
-    ".git", ".venv", ".cae", "data", "models", "cache", "tmp", "__pycache__", "*.egg-info", ".pytest_cache", ".tmp-*"
+    ".git", ".venv", ".cae", "data", "models", "cache", "tmp", "__pycache__", "*.egg-info", ".pytest_cache", ".tmp-*",
+    "config.local",  # a checkout's own DVC settings (e.g. a shared cache): the copy starts afresh
 )
 
 
