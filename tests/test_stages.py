@@ -77,14 +77,14 @@ def test_missing_input_names_the_path_and_the_fix(tmp_path, stage, missing, hint
 
 
 def write_prepared_test_split(root):
-    """The test arrays `evaluate` reads, as `noisy_pairs` writes them (2 blank images)."""
+    """The arrays `evaluate` reads, as `noisy_pairs` writes them (2 blank images each)."""
     import numpy as np
 
     from cae.io import write_arrays
 
     x = np.zeros((2, 28, 28, 1), np.uint8)
     write_arrays(root / "data/prepared", {
-        "x_test": x, "x_test_noisy": x.astype(np.float32),
+        "x_test": x, "x_test_noisy": x.astype(np.float32), "x_val": x,
         "test_levels": np.array([0.4], np.float32), "x_test_levels": x[None].astype(np.float32),
     })  # fmt: skip
 
