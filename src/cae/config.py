@@ -228,6 +228,8 @@ class Params(Section):
     batch_size: PositiveInt = 256
     task: Literal["denoise", "reconstruct"] = "denoise"
     distribute: Literal["none", "mirrored", "multi_worker"] = "none"
+    # training steps per call into TensorFlow: fewer Python round trips, the same weights
+    steps_per_execution: PositiveInt = 8
     download: DownloadParams = Field(default_factory=DownloadParams)
     split: SplitParams = Field(default_factory=SplitParams)
     noise: NoiseParams = Field(default_factory=NoiseParams)

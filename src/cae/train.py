@@ -97,6 +97,15 @@ def _patch_multi_worker_metric_reduction() -> None:
     tf_trainer.reduce_per_replica = reduce_per_replica
 
 
+def _in_memory_by_default(strategy, *arrays: np.ndarray) -> bool:
+    """The fast path takes arrays already in memory under the default strategy; memory-mapped
+    arrays (possibly larger than RAM) and distributed runs stream batches from NumPy."""
+    import tensorflow as tf
+
+    on_default = strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy()
+    return on_default and not any(isinstance(a, np.memmap) for a in arrays)
+
+
 def train_autoencoder(
     params: Params,
     inputs: np.ndarray,
@@ -107,34 +116,44 @@ def train_autoencoder(
     log_dir: Path | None = None,
     backup_dir: Path | None = None,
     strategy=None,
+    in_memory: bool | None = None,
 ) -> TrainResult:
     """Build the model from ``params`` and fit it; the caller seeds TensorFlow first.
 
-    Arrays are float32 in [0, 1] of shape (N, H, W, C). Epoch ``e`` visits the
-    images in an order drawn from ``(params.seed, e)`` only. With ``backup_dir``,
-    each epoch is backed up there and a run finding a backup continues after it
-    (the caller removes it once the outputs are written). With ``log_dir``, the
+    Arrays are images of shape (N, H, W, C): uint8 (converted to float32 in [0, 1]
+    batch by batch, as :func:`cae.prepare.to_float` does) or float32 in [0, 1]. Epoch
+    ``e`` visits the images in an order drawn from ``(params.seed, e)`` only. With
+    ``in_memory`` (the default for arrays that are not memory-mapped, under the default
+    strategy) TensorFlow gathers the batches from tensors (:class:`cae.resume.TensorBatches`);
+    otherwise they are read from the arrays batch by batch (:class:`cae.resume.EpochBatches`),
+    which never loads a whole memory-mapped array. Both give the same batches. With
+    ``backup_dir``, each epoch is backed up there and a run finding a backup continues
+    after it (the caller removes it once the outputs are written). With ``log_dir``, the
     per-epoch ``loss`` and ``val_loss`` of every epoch go to DVCLive there
     (``plots/metrics/{train,eval}/loss.tsv``). ``strategy`` is a ``tf.distribute``
     strategy (default: :func:`cae.distribute.make_strategy` of ``params.distribute``).
     """
     from cae.distribute import make_strategy
-    from cae.resume import EpochBatches, HistoryRecorder, TrainingBackup
+    from cae.prepare import as_float
+    from cae.resume import EpochBatches, HistoryRecorder, TensorBatches, TrainingBackup
 
     strategy = strategy or make_strategy(params.distribute)
     with strategy.scope():
-        model = compile_autoencoder(build_autoencoder(params.model, inputs.shape[1:]), params.model)
-    batches = EpochBatches(inputs, targets, params.batch_size, params.seed)
+        model = build_autoencoder(params.model, inputs.shape[1:])
+        compile_autoencoder(model, params.model, steps_per_execution=params.steps_per_execution)
+    if in_memory is None:
+        in_memory = _in_memory_by_default(strategy, inputs, targets)
+    batches = (TensorBatches if in_memory else EpochBatches)(inputs, targets, params.batch_size, params.seed)
     if params.distribute == "multi_worker":
         _build_from_local_batch(model, batches[0])
     recorder = TrainingBackup(backup_dir) if backup_dir is not None else HistoryRecorder()
     callbacks = [keras.callbacks.TerminateOnNaN(), batches.callback(), recorder, *(callbacks or [])]
     start = time.perf_counter()
     model.fit(
-        batches,
+        batches.dataset if in_memory else batches,
         epochs=params.epochs,
-        shuffle=False,  # the order is EpochBatches'
-        validation_data=(val_inputs, val_targets),
+        shuffle=False,  # the order is the batch source's
+        validation_data=(as_float(val_inputs), as_float(val_targets)),
         validation_batch_size=params.batch_size,
         callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,

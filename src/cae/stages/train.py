@@ -43,14 +43,13 @@ def main(params: Params) -> None:
     from cae import runtime
     from cae.io import atomic_path, read_arrays, write_json
     from cae.model import check_input_shape, save_model
-    from cae.prepare import to_float
     from cae.resume import fingerprint
     from cae.train import train_autoencoder, write_loss_curves
 
     names = ["x_train", "x_val"] + (["x_train_noisy", "x_val_noisy"] if params.task == "denoise" else [])
     data = read_arrays(PREPARED_DIR, names, hint=HINT_PREPARED)
     check_input_shape(data["x_train"].shape[1:], len(params.model.filters))
-    x_train, x_val = to_float(data["x_train"]), to_float(data["x_val"])
+    x_train, x_val = data["x_train"], data["x_val"]  # uint8: converted to float32 batch by batch
     if params.task == "denoise":
         inputs, val_inputs = data["x_train_noisy"], data["x_val_noisy"]
     else:
