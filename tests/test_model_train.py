@@ -138,7 +138,7 @@ def _layer_kinds(model):
     return [type(layer).__name__ for layer in model.layers[1:]]
 
 
-@pytest.mark.parametrize("preset", ["reference", "wide", "strided", "unet", "resunet", "unet_deep"])
+@pytest.mark.parametrize("preset", ["reference", "wide", "strided", "unet", "resunet", "unet_deep", "fast"])
 def test_every_preset_builds_trains_a_step_and_round_trips(preset, tmp_path):
     cfg = parse_params({"model": {"preset": preset}}).model
     model = build_autoencoder(cfg, (16, 16, 1))

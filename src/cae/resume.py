@@ -219,8 +219,13 @@ class TrainingBackup(keras.callbacks.BackupAndRestore):
         if all(math.isfinite(values[-1]) for values in self.history.values()):
             self._save(epoch + 1)
 
+    # Epoch backups only. The no-op batch hook is safe to run off the training thread;
+    # saying so lets Keras keep dispatching batch hooks asynchronously (a callback that
+    # is not async-safe makes every step wait for its logs; see benchmarks/README.md).
+    async_safe = True
+
     def on_train_batch_end(self, batch, logs=None):
-        pass  # epoch backups only
+        pass
 
     def _save(self, epoch: int) -> None:
         stem = f"epoch-{epoch:04d}"

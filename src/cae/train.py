@@ -39,6 +39,13 @@ class TrainResult:
         }
 
 
+class TerminateOnNaN(keras.callbacks.TerminateOnNaN):
+    """Keras' ``TerminateOnNaN``, dispatched asynchronously: training is not held up after
+    every step to read its loss; a NaN stops training a step or so later."""
+
+    async_safe = True
+
+
 def _check_finite(history: dict[str, list[float]]) -> None:
     for key in ("loss", "val_loss"):
         values = history.get(key, [])
@@ -147,7 +154,7 @@ def train_autoencoder(
     if params.distribute == "multi_worker":
         _build_from_local_batch(model, batches[0])
     recorder = TrainingBackup(backup_dir) if backup_dir is not None else HistoryRecorder()
-    callbacks = [keras.callbacks.TerminateOnNaN(), batches.callback(), recorder, *(callbacks or [])]
+    callbacks = [TerminateOnNaN(), batches.callback(), recorder, *(callbacks or [])]
     start = time.perf_counter()
     model.fit(
         batches.dataset if in_memory else batches,
