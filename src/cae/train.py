@@ -104,13 +104,10 @@ def _patch_multi_worker_metric_reduction() -> None:
     tf_trainer.reduce_per_replica = reduce_per_replica
 
 
-def _in_memory_by_default(strategy, *arrays: np.ndarray) -> bool:
-    """The fast path takes arrays already in memory under the default strategy; memory-mapped
-    arrays (possibly larger than RAM) and distributed runs stream batches from NumPy."""
+def _on_default_strategy(strategy) -> bool:
     import tensorflow as tf
 
-    on_default = strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy()
-    return on_default and not any(isinstance(a, np.memmap) for a in arrays)
+    return strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy()
 
 
 def train_autoencoder(
@@ -145,11 +142,14 @@ def train_autoencoder(
     from cae.resume import EpochBatches, HistoryRecorder, TensorBatches, TrainingBackup
 
     strategy = strategy or make_strategy(params.distribute)
+    alone = _on_default_strategy(strategy)
+    # Keras 3.15 fails under MirroredStrategy with several steps per execution ("You must
+    # feed a value for placeholder tensor … while/cond/Placeholder_1"): one step there.
     with strategy.scope():
         model = build_autoencoder(params.model, inputs.shape[1:])
-        compile_autoencoder(model, params.model, steps_per_execution=params.steps_per_execution)
-    if in_memory is None:
-        in_memory = _in_memory_by_default(strategy, inputs, targets)
+        compile_autoencoder(model, params.model, steps_per_execution=params.steps_per_execution if alone else 1)
+    if in_memory is None:  # memory-mapped arrays (maybe larger than RAM) are read batch by batch
+        in_memory = alone and not any(isinstance(a, np.memmap) for a in (inputs, targets))
     batches = (TensorBatches if in_memory else EpochBatches)(inputs, targets, params.batch_size, params.seed)
     if params.distribute == "multi_worker":
         _build_from_local_batch(model, batches[0])
