@@ -20,6 +20,7 @@ def test_committed_params_are_the_reference_defaults():
     assert params.model.downsample == "maxpool" and params.model.upsample == "upsampling"
     assert params.model.learning_rate == 1e-3 and params.model.loss == "bce"
     assert params.noise.kind == "gaussian" and params.noise.factor == 0.4
+    assert params.steps_per_execution == 8  # the fastest measured (benchmarks/README.md)
 
 
 def test_overrides_as_dvc_exp_run_writes_them():
@@ -39,6 +40,8 @@ def test_overrides_as_dvc_exp_run_writes_them():
         ({"epochs": 2.5}, "epochs", "integer"),
         ({"epochs": True}, "epochs", "integer"),
         ({"batch_size": 0}, "batch_size", "greater than 0"),
+        ({"steps_per_execution": 0}, "steps_per_execution", "greater than 0"),
+        ({"steps_per_execution": 1.5}, "steps_per_execution", "integer"),
         ({"model": {"filters": []}}, "model.filters", "at least one"),
         ({"model": {"filters": [16, 0]}}, "model.filters.1", "greater than 0"),
         ({"model": {"kernel_size": 4}}, "model.kernel_size", "odd"),

@@ -140,7 +140,9 @@ def _layer_kinds(model):
     return [type(layer).__name__ for layer in model.layers[1:]]
 
 
-@pytest.mark.parametrize("preset", ["reference", "wide", "strided", "unet", "unet_wide", "resunet", "unet_deep"])
+@pytest.mark.parametrize(
+    "preset", ["reference", "wide", "strided", "unet", "unet_wide", "resunet", "unet_deep", "fast"]
+)
 def test_every_preset_builds_trains_a_step_and_round_trips(preset, tmp_path):
     cfg = parse_params({"model": {"preset": preset}}).model
     model = build_autoencoder(cfg, (16, 16, 1))
@@ -207,24 +209,25 @@ def test_weighted_loss_is_the_weighted_sum_of_its_terms():
 
 def test_training_streamed_from_disk_equals_training_in_memory(tmp_path):
     """data/prepared read a batch at a time (NpyRows, uint8 targets converted per batch,
-    validation batched in order) trains to exactly the in-memory result."""
+    validation batched in order) trains to exactly the in-memory (tf.data) result."""
     from cae.io import NpyRows
-    from cae.prepare import FloatImages, to_float
+    from cae.prepare import to_float
 
     rng = np.random.default_rng(1)
     clean_u8 = rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8)
     noisy = np.clip(to_float(clean_u8) + 0.3 * rng.standard_normal(clean_u8.shape, dtype=np.float32), 0, 1)
-    for name, a in (("clean", clean_u8), ("noisy", noisy)):
+    arrays = {"noisy": noisy[:48], "clean": clean_u8[:48], "noisy_val": noisy[48:], "clean_val": clean_u8[48:]}
+    for name, a in arrays.items():
         np.save(tmp_path / f"{name}.npy", a)
     params = parse_params({"epochs": 2, "batch_size": 16})
     results = []
     for streamed in (False, True):
         if streamed:
-            c, n = FloatImages(NpyRows(tmp_path / "clean.npy")), NpyRows(tmp_path / "noisy.npy")
+            args = [NpyRows(tmp_path / f"{name}.npy") for name in arrays]
         else:
-            c, n = to_float(clean_u8), noisy
+            args = list(arrays.values())
         runtime.make_deterministic(params.seed)
-        results.append(train_autoencoder(params, n[:48], c[:48], n[48:], c[48:]))
+        results.append(train_autoencoder(params, *args))
     assert results[0].history == results[1].history
     for a, b in zip(results[0].model.get_weights(), results[1].model.get_weights(), strict=True):
         assert a.tobytes() == b.tobytes()

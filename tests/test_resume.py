@@ -9,7 +9,8 @@ import pytest
 
 from cae import runtime
 from cae.config import parse_params
-from cae.resume import EpochBatches, TrainingBackup, epoch_order, fingerprint
+from cae.prepare import to_float
+from cae.resume import EpochBatches, TensorBatches, TrainingBackup, epoch_order, fingerprint
 from cae.train import train_autoencoder
 
 
@@ -35,12 +36,13 @@ class Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def _fit(backup_dir, callbacks=(), **overrides):
+def _fit(backup_dir, callbacks=(), in_memory=None, clean=None, **overrides):
     params = parse_params({**PARAMS, **overrides})
-    noisy, clean = _tiny_data()
+    noisy, float_clean = _tiny_data()
+    clean = float_clean if clean is None else clean
     runtime.make_deterministic(params.seed)
     return train_autoencoder(params, noisy[:48], clean[:48], noisy[48:], clean[48:], callbacks=list(callbacks),
-                             backup_dir=backup_dir)  # fmt: skip
+                             backup_dir=backup_dir, in_memory=in_memory)  # fmt: skip
 
 
 def test_each_epoch_order_depends_on_seed_and_epoch_only():
@@ -56,9 +58,49 @@ def test_each_epoch_order_depends_on_seed_and_epoch_only():
     assert not np.array_equal(epoch_order(3, 0, 10), epoch_order(4, 0, 10))
 
 
+def test_tensor_batches_gather_each_epochs_order_as_float():
+    x = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1) * 25
+    batches = TensorBatches(x, x, batch_size=4, seed=3)
+    assert len(batches) == 3
+    for epoch in (2, 0, 2):
+        batches.set_epoch(epoch)
+        pairs = [(a.numpy(), b.numpy()) for a, b in batches.dataset]
+        assert [len(a) for a, _ in pairs] == [4, 4, 2]
+        seen = np.concatenate([a for a, _ in pairs])
+        assert seen.dtype == np.float32
+        np.testing.assert_array_equal(seen, to_float(x[epoch_order(3, epoch, 10)]))
+        np.testing.assert_array_equal(np.concatenate([b for _, b in pairs]), seen)
+
+
+def test_in_memory_path_trains_exactly_as_streaming_batches_from_numpy():
+    """TensorBatches (uint8 targets converted in the graph, several steps per execution)
+    ends with the bytes of EpochBatches on float32 arrays, one step per execution."""
+    _, clean = _tiny_data()
+    streamed = _fit(None, in_memory=False, steps_per_execution=1)
+    fast = _fit(None, in_memory=True, clean=(clean * 255).astype(np.uint8), steps_per_execution=2)
+    assert fast.history == streamed.history
+    for a, b in zip(streamed.model.get_weights(), fast.model.get_weights(), strict=True):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_memory_mapped_arrays_stream_and_are_never_turned_into_tensors(tmp_path, monkeypatch):
+    noisy, clean = _tiny_data()
+    np.save(tmp_path / "x.npy", noisy[:48])
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    read = []
+    original = EpochBatches.__getitem__
+    monkeypatch.setattr(EpochBatches, "__getitem__", lambda self, i: read.append(i) or original(self, i))
+    monkeypatch.setattr(TensorBatches, "__init__", lambda *a, **k: pytest.fail("a memmap became a tensor"))
+    params = parse_params({**PARAMS, "epochs": 1})
+    runtime.make_deterministic(params.seed)
+    result = train_autoencoder(params, mapped, clean[:48], noisy[48:], clean[48:])
+    assert len(result.history["loss"]) == 1 and read
+
+
 def test_fit_visits_each_epoch_in_its_own_order(monkeypatch):
     """Every batch Keras trains on in epoch e is fetched while EpochBatches is set to e
-    (no prefetching across the epoch boundary)."""
+    (no prefetching across the epoch boundary). The in-memory path is checked against
+    this one by the test above."""
     keras_epoch = {"now": None}
     fetched = []  # (epoch Keras is in, epoch the dataset is set to, batch index)
     original = EpochBatches.__getitem__
@@ -73,7 +115,7 @@ def test_fit_visits_each_epoch_in_its_own_order(monkeypatch):
         return original(self, index)
 
     monkeypatch.setattr(EpochBatches, "__getitem__", spy)
-    result = _fit(None, callbacks=[Watch()], epochs=3)
+    result = _fit(None, callbacks=[Watch()], in_memory=False, epochs=3, steps_per_execution=1)
     assert len(result.history["loss"]) == 3
     during = [f for f in fetched if f[0] is not None]  # before: Keras' probe of the batch shape
     assert during == [(e, e, i) for e in range(3) for i in range(3)]  # 48 images, batch 16

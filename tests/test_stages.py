@@ -57,6 +57,15 @@ def test_bad_params_exit_non_zero_with_one_line_and_no_output(tmp_path, stage, o
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"], "nothing may be written"
 
 
+def test_bad_steps_per_execution_stops_train_with_one_line(tmp_path):
+    write_params(tmp_path, steps_per_execution=0)
+    proc = run_stage("train", tmp_path, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["error: params.yaml: steps_per_execution: Input should be "
+                                                "greater than 0 (got 0)"]  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"], "nothing may be written"
+
+
 @pytest.mark.parametrize(
     ("stage", "missing", "hint"),
     [

@@ -141,13 +141,16 @@ PRESETS: dict[str, dict] = {
     "resunet": {"filters": [8, 16], "batch_norm": True, "skip": True, "residual": True, "loss": "mse"},
     # the classic U-Net shape: two convolutions per level, wider (for a GPU)
     "unet_deep": {"filters": [32, 64], "convs_per_level": 2, "batch_norm": True, "skip": True},
+    # speed to quality on a CPU: the reference's code size (7×7×8), strided convolutions down,
+    # transposed up (fewer full-resolution convolutions), a higher learning rate; no skips
+    "fast": {"filters": [16, 8], "downsample": "strided", "upsample": "transpose", "learning_rate": 3e-3},
 }  # fmt: skip
 
 
 class ModelParams(Section):
     """The autoencoder's architecture and optimisation; ``preset`` fills unset keys."""
 
-    preset: Literal["reference", "wide", "strided", "unet", "unet_wide", "resunet", "unet_deep"] = "reference"
+    preset: Literal["reference", "wide", "strided", "unet", "unet_wide", "resunet", "unet_deep", "fast"] = "reference"
     filters: list[PositiveInt]
     kernel_size: PositiveInt
     activation: Literal["relu", "elu", "gelu", "selu", "swish", "tanh", "leaky_relu"]
@@ -256,6 +259,8 @@ class Params(Section):
     batch_size: PositiveInt = 256
     task: Literal["denoise", "reconstruct"] = "denoise"
     distribute: Literal["none", "mirrored", "multi_worker"] = "none"
+    # training steps per call into TensorFlow: fewer Python round trips, the same weights
+    steps_per_execution: PositiveInt = 8
     download: DownloadParams = Field(default_factory=DownloadParams)
     folder: FolderParams = Field(default_factory=FolderParams, validate_default=True)
     split: SplitParams = Field(default_factory=SplitParams)

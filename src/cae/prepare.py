@@ -28,6 +28,20 @@ def to_float(x: np.ndarray) -> np.ndarray:
     return (np.asarray(x, dtype=np.float32) / np.float32(255.0)).astype(np.float32, copy=False)
 
 
+def as_float(x: np.ndarray) -> np.ndarray:
+    """Images as float32 in [0, 1]: uint8 ones converted by :func:`to_float`, others as they are."""
+    return to_float(x) if x.dtype == np.uint8 else np.asarray(x, dtype=np.float32)
+
+
+def tf_as_float(x):
+    """:func:`as_float` on a TensorFlow tensor, in the graph (the same float32 values)."""
+    import tensorflow as tf
+
+    if x.dtype == tf.uint8:
+        return tf.cast(x, tf.float32) / tf.constant(255.0, tf.float32)
+    return tf.cast(x, tf.float32)
+
+
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded permutation of ``range(n)`` cut into (train, val) index arrays, each sorted."""
     n_val = max(1, round(n * val_fraction))
@@ -123,18 +137,3 @@ def fill_pairs(raw: dict[str, np.ndarray], params: Params, create) -> None:
     for j, level in enumerate(levels):
         part = stacked[j] if isinstance(stacked, np.ndarray) else stacked.part(j)
         noisy(part, x, every, [level], np.random.default_rng([params.seed, 100 + j]))
-
-
-class FloatImages:
-    """uint8 images (an array or :class:`cae.io.NpyRows`) seen as float32 in [0, 1], converted
-    a batch at a time when indexed: training streams large data sets through this."""
-
-    def __init__(self, images):
-        self.images = images
-        self.shape, self.dtype, self.ndim = tuple(images.shape), np.dtype(np.float32), len(images.shape)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, key) -> np.ndarray:
-        return to_float(self.images[key])

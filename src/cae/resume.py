@@ -30,11 +30,12 @@ import keras
 import numpy as np
 
 from cae.io import atomic_path
+from cae.prepare import as_float, tf_as_float
 
 log = logging.getLogger("cae.resume")
 
 # The modules whose code decides the trained weights (a change invalidates a backup).
-_CODE = ("train.py", "model.py", "resume.py", "distribute.py")
+_CODE = ("train.py", "model.py", "resume.py", "distribute.py", "prepare.py")
 
 
 def fingerprint(params, *arrays: np.ndarray) -> str:
@@ -92,16 +93,61 @@ class EpochBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        return self.inputs[idx], self.targets[idx]
+        return as_float(self.inputs[idx]), as_float(self.targets[idx])
 
     def callback(self) -> keras.callbacks.Callback:
-        dataset = self
+        return _SetEpoch(self)
 
-        class _SetEpoch(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                dataset.set_epoch(epoch)
 
-        return _SetEpoch()
+class _SetEpoch(keras.callbacks.Callback):
+    """Sets the epoch Keras is about to run on a batch source (before it reads a batch)."""
+
+    def __init__(self, source):
+        super().__init__()
+        self.source = source
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.source.set_epoch(epoch)
+
+
+class TensorBatches:
+    """The batches of :class:`EpochBatches`, gathered by TensorFlow from arrays held in memory.
+
+    The fast path for arrays that fit in memory: both arrays become tensors once, and
+    a ``tf.data`` pipeline gathers batch ``i`` of the current epoch's order (a
+    variable set by :meth:`callback` from ``epoch_order(seed, epoch)`` before Keras
+    opens the epoch's iterator) and converts uint8 images to float32 in the graph, so
+    the next batch is prepared while the current one trains, without Python per batch.
+    Same batches, same order, same float values as :class:`EpochBatches` (the tests
+    compare whole training runs bit for bit).
+    """
+
+    def __init__(self, inputs: np.ndarray, targets: np.ndarray, batch_size: int, seed: int):
+        import tensorflow as tf
+
+        if len(inputs) != len(targets):
+            raise ValueError(f"{len(inputs)} inputs but {len(targets)} targets")
+        self.n, self.batch_size, self.seed = len(inputs), batch_size, seed
+        self._order = tf.Variable(epoch_order(seed, 0, self.n), trainable=False, name="epoch_order")
+        x = tf.constant(inputs)
+        y = x if targets is inputs else tf.constant(targets)
+
+        def batch(i):
+            idx = self._order[i * batch_size : (i + 1) * batch_size]
+            return tf_as_float(tf.gather(x, idx)), tf_as_float(tf.gather(y, idx))
+
+        self.dataset = tf.data.Dataset.range(len(self)).map(batch).prefetch(2)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self._order.assign(epoch_order(self.seed, epoch, self.n))
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def callback(self) -> keras.callbacks.Callback:
+        return _SetEpoch(self)
 
 
 def _record(history: dict[str, list[float]], logs: dict | None) -> None:
@@ -177,8 +223,13 @@ class TrainingBackup(keras.callbacks.BackupAndRestore):
         if all(math.isfinite(values[-1]) for values in self.history.values()):
             self._save(epoch + 1)
 
+    # Epoch backups only. The no-op batch hook is safe to run off the training thread;
+    # saying so lets Keras keep dispatching batch hooks asynchronously (a callback that
+    # is not async-safe makes every step wait for its logs; see benchmarks/README.md).
+    async_safe = True
+
     def on_train_batch_end(self, batch, logs=None):
-        pass  # epoch backups only
+        pass
 
     def _save(self, epoch: int) -> None:
         stem = f"epoch-{epoch:04d}"

@@ -39,6 +39,13 @@ class TrainResult:
         }
 
 
+class TerminateOnNaN(keras.callbacks.TerminateOnNaN):
+    """Keras' ``TerminateOnNaN``, dispatched asynchronously: training is not held up after
+    every step to read its loss; a NaN stops training a step or so later."""
+
+    async_safe = True
+
+
 def _check_finite(history: dict[str, list[float]]) -> None:
     for key in ("loss", "val_loss"):
         values = history.get(key, [])
@@ -97,6 +104,12 @@ def _patch_multi_worker_metric_reduction() -> None:
     tf_trainer.reduce_per_replica = reduce_per_replica
 
 
+def _on_default_strategy(strategy) -> bool:
+    import tensorflow as tf
+
+    return strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy()
+
+
 def train_autoencoder(
     params: Params,
     inputs: np.ndarray,
@@ -107,35 +120,50 @@ def train_autoencoder(
     log_dir: Path | None = None,
     backup_dir: Path | None = None,
     strategy=None,
+    in_memory: bool | None = None,
 ) -> TrainResult:
     """Build the model from ``params`` and fit it; the caller seeds TensorFlow first.
 
-    Arrays are float32 in [0, 1] of shape (N, H, W, C). Epoch ``e`` visits the
-    images in an order drawn from ``(params.seed, e)`` only. With ``backup_dir``,
-    each epoch is backed up there and a run finding a backup continues after it
-    (the caller removes it once the outputs are written). With ``log_dir``, the
+    Arrays are images of shape (N, H, W, C): uint8 (converted to float32 in [0, 1]
+    batch by batch, as :func:`cae.prepare.to_float` does) or float32 in [0, 1]. Epoch
+    ``e`` visits the images in an order drawn from ``(params.seed, e)`` only. With
+    ``in_memory`` (the default for plain NumPy arrays under the default strategy;
+    memory-mapped arrays and :class:`cae.io.NpyRows` are not loaded) TensorFlow gathers the batches from tensors (:class:`cae.resume.TensorBatches`);
+    otherwise they are read from the arrays batch by batch (:class:`cae.resume.EpochBatches`),
+    which never loads a whole array from disk. Both give the same batches. With
+    ``backup_dir``, each epoch is backed up there and a run finding a backup continues
+    after it (the caller removes it once the outputs are written). With ``log_dir``, the
     per-epoch ``loss`` and ``val_loss`` of every epoch go to DVCLive there
     (``plots/metrics/{train,eval}/loss.tsv``). ``strategy`` is a ``tf.distribute``
     strategy (default: :func:`cae.distribute.make_strategy` of ``params.distribute``).
     """
     from cae.distribute import make_strategy
-    from cae.resume import EpochBatches, HistoryRecorder, TrainingBackup
+    from cae.prepare import as_float
+    from cae.resume import EpochBatches, HistoryRecorder, TensorBatches, TrainingBackup
 
     strategy = strategy or make_strategy(params.distribute)
+    alone = _on_default_strategy(strategy)
+    # Keras 3.15 fails under MirroredStrategy with several steps per execution ("You must
+    # feed a value for placeholder tensor … while/cond/Placeholder_1"): one step there.
     with strategy.scope():
-        model = compile_autoencoder(build_autoencoder(params.model, inputs.shape[1:]), params.model)
-    batches = EpochBatches(inputs, targets, params.batch_size, params.seed)
+        model = build_autoencoder(params.model, inputs.shape[1:])
+        compile_autoencoder(model, params.model, steps_per_execution=params.steps_per_execution if alone else 1)
+    if in_memory is None:  # arrays read from disk (memory-mapped, cae.io.NpyRows) stay there
+        in_memory = alone and all(type(a) is np.ndarray for a in (inputs, targets, val_inputs, val_targets))
+    batches = (TensorBatches if in_memory else EpochBatches)(inputs, targets, params.batch_size, params.seed)
     if params.distribute == "multi_worker":
         _build_from_local_batch(model, batches[0])
     recorder = TrainingBackup(backup_dir) if backup_dir is not None else HistoryRecorder()
-    callbacks = [keras.callbacks.TerminateOnNaN(), batches.callback(), recorder, *(callbacks or [])]
+    callbacks = [TerminateOnNaN(), batches.callback(), recorder, *(callbacks or [])]
     start = time.perf_counter()
     model.fit(
-        batches,
+        batches.dataset if in_memory else batches,
         epochs=params.epochs,
-        shuffle=False,  # the order is EpochBatches'
-        # in order, a batch at a time: the arrays may be streamed from disk (issue 3)
-        validation_data=EpochBatches(val_inputs, val_targets, params.batch_size, None),
+        shuffle=False,  # the order is the batch source's
+        # validation in order, batch by batch: from arrays in memory, or read from disk
+        validation_data=(as_float(val_inputs), as_float(val_targets)) if in_memory
+        else EpochBatches(val_inputs, val_targets, params.batch_size, None),
+        validation_batch_size=params.batch_size if in_memory else None,
         callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
     )

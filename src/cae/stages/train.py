@@ -43,17 +43,17 @@ def main(params: Params) -> None:
     from cae import runtime
     from cae.io import atomic_path, read_arrays, write_json
     from cae.model import check_input_shape, save_model
-    from cae.prepare import FloatImages
     from cae.resume import fingerprint
     from cae.train import train_autoencoder, write_loss_curves
 
     names = ["x_train", "x_val"] + (["x_train_noisy", "x_val_noisy"] if params.task == "denoise" else [])
-    # Streamed (issue 3): the arrays are read a batch at a time (NpyRows) and the clean
-    # uint8 targets converted to float per batch (FloatImages), so a data set larger
-    # than memory trains; cae.train only indexes them by batch.
+    # Streamed: the arrays are read a batch at a time (NpyRows) and the clean uint8
+    # targets converted to float per batch, so a data set larger than memory trains
+    # (benchmarks/folder_rss.py); with plain in-memory arrays cae.train would gather the
+    # batches in TensorFlow instead, equally fast here (benchmarks/README.md).
     data = read_arrays(PREPARED_DIR, names, hint=HINT_PREPARED, rows=True)
     check_input_shape(data["x_train"].shape[1:], len(params.model.filters))
-    x_train, x_val = FloatImages(data["x_train"]), FloatImages(data["x_val"])
+    x_train, x_val = data["x_train"], data["x_val"]  # uint8: converted to float32 batch by batch
     if params.task == "denoise":
         inputs, val_inputs = data["x_train_noisy"], data["x_val_noisy"]
     else:
