@@ -123,7 +123,7 @@ def train_autoencoder(
 
     strategy = strategy or make_strategy(params.distribute)
     with strategy.scope():
-        model = compile_autoencoder(build_autoencoder(params.model, inputs.shape[1:]), params.model)
+        model = compile_autoencoder(build_autoencoder(params.model, inputs.shape[1:], params.seed), params.model)
     batches = EpochBatches(inputs, targets, params.batch_size, params.seed)
     if params.distribute == "multi_worker":
         _build_from_local_batch(model, batches[0])
