@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["download", "noisy_pairs", "baselines", "train", "evaluate", "plots", "anomaly_class", "anomaly"]
+STAGES = ["download", "noisy_pairs", "baselines", "train", "evaluate", "plots", "anomaly_class", "anomaly",
+          "train_embedding", "latent", "generate"]  # fmt: skip
 
 
 def run_stage(name, cwd, timeout=300, args=(), **kwargs):
@@ -74,6 +75,8 @@ def test_bad_steps_per_execution_stops_train_with_one_line(tmp_path):
         ("evaluate", "data/prepared", "dvc repro noisy_pairs"),
         ("baselines", "data/prepared", "dvc repro noisy_pairs"),
         ("anomaly", "data/prepared", "dvc repro noisy_pairs"),
+        ("latent", "data/prepared", "dvc repro noisy_pairs"),
+        ("generate", "data/prepared", "dvc repro noisy_pairs"),
     ],
 )
 def test_missing_input_names_the_path_and_the_fix(tmp_path, stage, missing, hint):
@@ -170,3 +173,31 @@ def test_anomaly_without_the_class_stages_says_which_to_run(tmp_path):
     assert proc.returncode == 2
     assert "data/anomaly/0: not found; run `dvc repro anomaly_class@0`" in proc.stderr
     assert not (tmp_path / "metrics").exists()
+
+
+def test_train_embedding_needs_a_variant(tmp_path):
+    write_params(tmp_path)
+    for args in [(), ("vae",)]:
+        proc = run_stage("train_embedding", tmp_path, args=args)
+        assert proc.returncode == 2 and len(error_lines(proc)) == 1
+        assert error_lines(proc)[0] == ("error: usage: python -m cae.stages.train_embedding VARIANT "
+                                        "(one of plain, variational)")  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_latent_and_generate_say_which_stage_to_run_first(tmp_path):
+    import numpy as np
+
+    from cae.io import write_arrays
+
+    write_params(tmp_path)
+    x, y = np.zeros((2, 28, 28, 1), np.uint8), np.array([0, 1], np.uint8)
+    write_arrays(tmp_path / "data/prepared", {"x_train": x, "y_train": y, "x_test": x, "y_test": y})
+    proc = run_stage("generate", tmp_path)
+    assert proc.returncode == 2 and "data/latent: not found; run `dvc repro latent`" in proc.stderr
+    proc = run_stage("latent", tmp_path)
+    assert proc.returncode == 2
+    assert error_lines(proc) == ["error: models/embedding-plain.keras: not found; "
+                                 "run `dvc repro train_embedding@plain`"]  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "params.yaml"]
+    assert not (tmp_path / "data/latent").exists()

@@ -128,6 +128,7 @@ PRESETS: dict[str, dict] = {
         "filters": [16, 8], "kernel_size": 3, "activation": "relu", "downsample": "maxpool",
         "upsample": "upsampling", "convs_per_level": 1, "batch_norm": False, "skip": False,
         "residual": False, "learning_rate": 1e-3, "loss": "bce", "latent_dim": None,
+        "variational": False, "kl_weight": 1.0,
     },
     # the same shape, four times the filters
     "wide": {"filters": [32, 64]},
@@ -163,6 +164,10 @@ class ModelParams(Section):
     learning_rate: PositiveFloat
     loss: LossName | dict[LossName, PositiveFloat]
     latent_dim: PositiveInt | None = None
+    # a variational autoencoder: the dense code is sampled (reparameterised) in training
+    # and a KL term of this weight pulls it towards N(0, I); 1.0 is the ELBO
+    variational: bool = False
+    kl_weight: NonNegativeFloat = 1.0
 
     @model_validator(mode="before")
     @classmethod
@@ -189,6 +194,15 @@ class ModelParams(Section):
     def _odd(cls, v: int) -> int:
         if v % 2 == 0:
             raise ValueError(f"must be odd so 'same' padding is symmetric (got {v})")
+        return v
+
+    @field_validator("variational")
+    @classmethod
+    def _variational_needs_a_code(cls, v: bool, info: ValidationInfo) -> bool:
+        if v and "latent_dim" in info.data and info.data["latent_dim"] is None:
+            raise ValueError("needs a dense code: set latent_dim too (e.g. 16)")
+        if v and (info.data.get("skip") or info.data.get("residual")):
+            raise ValueError("cannot combine with skip or residual: the decoder must read the code alone")
         return v
 
     @field_validator("loss")
@@ -252,6 +266,41 @@ class AnomalyParams(Section):
         return v
 
 
+# The embedding models' default architecture (latent.model in params.yaml).
+LATENT_MODEL: dict = {"preset": "reference", "filters": [32, 16], "latent_dim": 16, "loss": "bce"}
+
+
+class LatentParams(Section):
+    """The latent code as a product (stages ``train_embedding@<variant>``, ``latent``,
+    ``generate``): an autoencoder with a dense code, trained on clean images, its code
+    scored as a feature against PCA, and decoded samples and interpolations."""
+
+    epochs: PositiveInt = 12
+    batch_size: PositiveInt = 128
+    # the plain embedding; train_embedding@variational trains the same with variational: true
+    model: ModelParams = Field(default_factory=lambda: ModelParams(**LATENT_MODEL))
+    standardise: bool = False  # kNN and retrieval on standardised codes (AE and PCA alike)
+    projection: Literal["pca", "tsne"] = "tsne"  # plots/latent_2d.png when latent_dim > 2
+    plot_points: PositiveInt = 3000  # test codes drawn in plots/latent_2d.png (a seeded subset)
+    gmm_components: PositiveInt = 10  # the density fitted on the training codes, for sampling
+    gmm_covariance: Literal["full", "diag", "tied", "spherical"] = "full"
+    samples: PositiveInt = 20  # decoded samples per model in plots/samples.png
+    interpolation_pairs: PositiveInt = 3  # pairs of test images in plots/interpolation.png
+    interpolation_steps: Annotated[int, Field(strict=True, ge=2)] = 10  # images per interpolation, ends included
+
+    @field_validator("model")
+    @classmethod
+    def _decodable_code(cls, v: ModelParams) -> ModelParams:
+        if v.latent_dim is None:
+            raise ValueError("latent_dim must be a number: the embedding needs a dense code (e.g. 16)")
+        if v.skip or v.residual:
+            raise ValueError("skip and residual must be false: the decoder must read the code alone")
+        if v.variational:
+            raise ValueError("variational must be false here: train_embedding@variational trains the "
+                             "variational twin of this model")  # fmt: skip
+        return v
+
+
 class Params(Section):
     dataset: Literal["mnist", "mnist_sample", "fashion_mnist", "folder"] = "mnist"
     seed: NonNegativeInt = 0
@@ -268,6 +317,7 @@ class Params(Section):
     model: ModelParams = Field(default_factory=ModelParams)
     baselines: BaselinesParams = Field(default_factory=BaselinesParams)
     anomaly: AnomalyParams = Field(default_factory=AnomalyParams)
+    latent: LatentParams = Field(default_factory=LatentParams)
 
     @field_validator("folder")
     @classmethod

@@ -12,6 +12,13 @@ decoder upsamples first, then concatenates the encoder's features of the same
 size), a residual output (the network predicts the noise, which is subtracted
 from the input) and a dense bottleneck (``latent_dim``: the encoder's last
 feature map flattened to a vector of that many numbers, and back).
+
+With ``variational: true`` the dense code is a variational autoencoder's: the encoder
+gives a mean (``enc_latent``) and a log-variance (``vae_log_var``), and
+:class:`Reparameterise` draws ``mean + exp(log_var / 2) · ε`` in training (the mean
+otherwise) and adds the KL divergence to N(0, I) to the loss, weighted by ``kl_weight``
+per pixel (the reconstruction losses are means per pixel, so ``kl_weight: 1`` is the
+evidence lower bound up to a constant factor).
 """
 
 from __future__ import annotations
@@ -69,8 +76,40 @@ def _convs(x, filters: int, cfg: ModelParams, name: str, n: int):
     return x
 
 
-def build_autoencoder(cfg: ModelParams, input_shape: tuple[int, int, int]) -> keras.Model:
-    """Build (uncompiled) the autoencoder for images of ``input_shape`` (H, W, C)."""
+@keras.saving.register_keras_serializable(package="cae")
+class Reparameterise(layers.Layer):
+    """``[mean, log_var]`` → a code: ``mean + exp(log_var / 2) · ε``, ε ~ N(0, I), in
+    training (seeded by a ``SeedGenerator``, saved with the model); ``mean`` otherwise.
+
+    It adds ``weight`` × the KL divergence of N(mean, exp(log_var)) from N(0, I),
+    summed over the code and averaged over the batch, to the model's losses.
+    """
+
+    def __init__(self, weight: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = float(weight)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        mean, log_var = inputs
+        kl = -0.5 * ops.sum(1.0 + log_var - ops.square(mean) - ops.exp(log_var), axis=-1)
+        self.add_loss(self.weight * ops.mean(kl))
+        if not training:
+            return mean
+        eps = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
+        return mean + ops.exp(0.5 * log_var) * eps
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight, "seed": self.seed}
+
+
+def build_autoencoder(cfg: ModelParams, input_shape: tuple[int, int, int], seed: int = 0) -> keras.Model:
+    """Build (uncompiled) the autoencoder for images of ``input_shape`` (H, W, C);
+    ``seed`` seeds the variational code's noise."""
     check_input_shape(input_shape, len(cfg.filters))
     n = cfg.convs_per_level
     inputs = keras.Input(shape=input_shape, name="image")
@@ -88,7 +127,11 @@ def build_autoencoder(cfg: ModelParams, input_shape: tuple[int, int, int]) -> ke
     if cfg.latent_dim:  # a dense bottleneck: the code is a vector of latent_dim numbers
         grid = tuple(x.shape[1:])
         x = layers.Flatten(name="enc_flatten")(x)
-        x = layers.Dense(cfg.latent_dim, name="enc_latent")(x)
+        flat = x
+        x = layers.Dense(cfg.latent_dim, name="enc_latent")(flat)
+        if cfg.variational:  # names outside "enc…": the encoder's code is the mean
+            log_var = layers.Dense(cfg.latent_dim, name="vae_log_var")(flat)
+            x = Reparameterise(cfg.kl_weight / math.prod(input_shape), seed, name="vae_sample")([x, log_var])
         x = layers.Dense(math.prod(grid), activation=cfg.activation, name="dec_dense")(x)
         x = layers.Reshape(grid, name="dec_reshape")(x)
     for i, f in enumerate(reversed(cfg.filters)):  # decoder: mirror
@@ -173,6 +216,24 @@ def encoder_of(model: keras.Model) -> keras.Model:
     """The encoder half: input image → latent code (the output of the last encoder layer)."""
     last = [layer for layer in model.layers if layer.name.startswith("enc")][-1]
     return keras.Model(model.input, last.output, name="encoder")
+
+
+def decoder_of(model: keras.Model) -> keras.Model:
+    """The decoder half of a model with a dense code: code (``latent_dim`` numbers) → image.
+
+    It reuses the model's own layers from ``dec_dense`` on, so the model must have a
+    dense code and a decoder that reads nothing else (no skip connections, no residual).
+    """
+    names = [layer.name for layer in model.layers]
+    if "dec_dense" not in names or "input_minus_noise" in names or any("_skip" in n for n in names):
+        raise CaeError(f"model {model.name!r} has no decoder of its code alone: it needs model.latent_dim "
+                       "and neither model.skip nor model.residual")  # fmt: skip
+    start = names.index("dec_dense")
+    code = keras.Input(shape=(model.layers[start].input.shape[-1],), name="code")
+    x = code
+    for layer in model.layers[start:]:
+        x = layer(x)
+    return keras.Model(code, x, name="decoder")
 
 
 def save_model(model: keras.Model, path: str | os.PathLike) -> None:

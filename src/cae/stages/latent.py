@@ -1,0 +1,100 @@
+"""Stage `latent`: the embeddings' codes → data/latent/, metrics/latent.json, plots/latent_2d.png.
+
+Encodes the training and test images (``data/prepared/x_train.npy``, ``x_test.npy``)
+with both embedding models (the variational one by its mean) and scores the codes as
+features against PCA with ``latent_dim`` components fitted on the same training images
+(see :mod:`cae.latent`):
+
+- ``data/latent/<variant>_<split>.npy``: the codes (float32), in the order of the
+  prepared arrays, for ``variant`` in plain, variational and ``split`` in train, test;
+- ``metrics/latent.json``: ``knn_acc``, ``linear_acc``, ``retrieval_p10`` of the plain
+  model's code, ``pca_…`` of the peer, ``vae_…`` of the variational model's code, and
+  ``latent_dim``, ``train_images``, ``test_images``. ``retrieval_p10`` is measured among
+  the test codes (each test image against the other test images);
+- ``plots/latent_2d.png``: a seeded subset of ``latent.plot_points`` test codes of each
+  model in two dimensions (the code itself at latent_dim 2, else ``latent.projection``),
+  coloured by label.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cae.config import Params
+from cae.stages import HINT_PREPARED, METRICS_DIR, PLOTS_DIR, PREPARED_DIR, log, run_stage
+from cae.stages.train_embedding import VARIANTS, embedding_hint, embedding_path
+
+LATENT_DIR = Path("data/latent")
+LATENT_METRICS = METRICS_DIR / "latent.json"
+LATENT_PLOT = PLOTS_DIR / "latent_2d.png"
+SPLITS = ("train", "test")
+PREFIX = {"plain": "", "variational": "vae_"}
+TITLE = {"plain": "plain autoencoder", "variational": "variational autoencoder"}
+
+
+def load_embedding(variant: str):
+    """The trained embedding model of ``variant``; a missing file names the stage to run."""
+    from cae.errors import CaeError
+    from cae.model import load_model
+
+    path = embedding_path(variant)
+    if not path.is_file():
+        raise CaeError(f"{path}: not found; {embedding_hint(variant)}")
+    return load_model(path)
+
+
+def read_codes() -> dict[str, dict[str, object]]:
+    """What `latent` wrote: ``{variant: {split: codes}}``."""
+    from cae.io import read_arrays
+
+    arrays = read_arrays(LATENT_DIR, [f"{v}_{s}" for v in VARIANTS for s in SPLITS], hint="run `dvc repro latent`")
+    return {v: {s: arrays[f"{v}_{s}"] for s in SPLITS} for v in VARIANTS}
+
+
+def main(params: Params) -> None:
+    import numpy as np
+
+    from cae import runtime
+    from cae.io import read_arrays, write_arrays, write_json
+    from cae.latent import code_metrics, pca_codes, project_2d
+    from cae.model import encoder_of
+    from cae.plots import scatter_panels
+    from cae.prepare import to_float
+
+    cfg = params.latent
+    data = read_arrays(PREPARED_DIR, ["x_train", "y_train", "x_test", "y_test"], hint=HINT_PREPARED)
+    images = {"train": to_float(data["x_train"]), "test": to_float(data["x_test"])}
+    labels = {s: np.ravel(data[f"y_{s}"]) for s in SPLITS}
+    runtime.make_deterministic(params.seed)
+    codes = {}
+    for variant in VARIANTS:
+        encoder = encoder_of(load_embedding(variant))
+        codes[variant] = {s: encoder.predict(images[s], batch_size=cfg.batch_size, verbose=0).astype(np.float32)
+                          for s in SPLITS}  # fmt: skip
+    dims = codes["plain"]["train"].shape[1]
+    log.info("codes of %d numbers for %d training and %d test images", dims, len(images["train"]),
+             len(images["test"]))  # fmt: skip
+
+    metrics: dict = {"latent_dim": dims, "train_images": len(images["train"]), "test_images": len(images["test"])}
+    peer = pca_codes(images["train"], images["test"], dims, params.seed)
+    scored = {**{PREFIX[v]: (codes[v]["train"], codes[v]["test"]) for v in VARIANTS}, "pca_": peer}
+    for prefix, (train, test) in scored.items():
+        found = code_metrics(train, labels["train"], test, labels["test"], cfg.standardise, prefix)
+        metrics.update({k: round(v, 6) for k, v in found.items()})
+
+    subset = np.sort(np.random.default_rng([params.seed, 600]).permutation(len(labels["test"]))[: cfg.plot_points])
+    how = "the code itself" if dims == 2 else cfg.projection
+    panels = [(project_2d(codes[v]["test"][subset], cfg.projection, params.seed), labels["test"][subset],
+               f"{TITLE[v]}: {len(subset)} test codes of {dims}, {how}") for v in VARIANTS]  # fmt: skip
+    write_arrays(LATENT_DIR, {f"{v}_{s}": codes[v][s] for v in VARIANTS for s in SPLITS})
+    scatter_panels(panels, LATENT_PLOT)
+    write_json(LATENT_METRICS, metrics)
+
+    log.info("%-12s %8s %8s %8s", "code", "kNN %", "linear %", "P@10 %")
+    for name, prefix in (("autoencoder", ""), ("variational", "vae_"), (f"PCA-{dims}", "pca_")):
+        log.info("%-12s %8.2f %8.2f %8.2f", name, *(100 * metrics[f"{prefix}{k}"]
+                                                    for k in ("knn_acc", "linear_acc", "retrieval_p10")))  # fmt: skip
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,62 @@
+"""End to end: the latent stages with the real `dvc repro`, on mnist_sample (one epoch).
+
+The template project (``pipeline_done``) has run every stage, ours included; this test
+checks their outputs, that a forced rerun gives the same bytes, and which params rerun what.
+"""
+
+import json
+
+import pytest
+import yaml
+from conftest import copy_project
+from project_copy import sh
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+PROBES = ("knn_acc", "linear_acc", "retrieval_p10")
+
+
+def set_params(root, **latent):
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["latent"].update(latent)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_latent_outputs_same_bytes_when_forced_and_what_reruns(pipeline_done, tmp_path):
+    project = copy_project(pipeline_done, tmp_path / "project")
+    for variant in ("plain", "variational"):
+        assert (project / f"models/embedding-{variant}.keras").is_file()
+        for split, n in (("train", 3600), ("test", 1000)):
+            assert (project / f"data/latent/{variant}_{split}.npy").is_file()
+    metrics = json.loads((project / "metrics/latent.json").read_text())
+    assert set(metrics) == {f"{p}{k}" for p in ("", "pca_", "vae_") for k in PROBES} | {
+        "latent_dim", "train_images", "test_images"}  # fmt: skip
+    dims = yaml.safe_load((project / "params.yaml").read_text())["latent"]["model"]["latent_dim"]
+    assert metrics["latent_dim"] == dims and metrics["train_images"] == 3600 and metrics["test_images"] == 1000
+    assert all(0.1 < metrics[f"{p}{k}"] <= 1 for p in ("", "pca_", "vae_") for k in PROBES)
+    assert metrics["pca_knn_acc"] > 0.8  # PCA on 3,600 images already separates the digits
+    for figure in ("latent_2d", "samples", "interpolation"):
+        assert (project / f"plots/{figure}.png").stat().st_size > 5000, figure
+
+    # Forced: the same codes, metrics and figures, byte for byte.
+    sh("dvc repro -f -s latent && dvc repro -f -s generate", project)
+    assert sh("git status --porcelain", project).strip() == ""
+
+    # The sampling params rerun only `generate`; the probes' params only `latent` (the codes
+    # it writes do not change, so `generate` is skipped); neither retrains the embeddings,
+    # and the denoiser's params touch none of them.
+    set_params(project, gmm_components=3, gmm_covariance="diag")
+    out = sh("dvc repro generate", project)
+    assert "Stage 'latent' didn't change, skipping" in out and "Running stage 'generate'" in out
+    set_params(project, standardise=True, projection="pca")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["noise"]["factor"] = 0.5
+    params["model"]["preset"] = "wide"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = sh("dvc repro generate", project)
+    # new noisy arrays (run, or restored from DVC's run cache), the same clean ones
+    assert "'noisy_pairs'" in out and "Stage 'noisy_pairs' didn't change" not in out
+    for variant in ("plain", "variational"):
+        assert f"Stage 'train_embedding@{variant}' didn't change, skipping" in out
+    assert "Running stage 'latent'" in out and "Stage 'generate' didn't change, skipping" in out
+    assert json.loads((project / "metrics/latent.json").read_text())["pca_knn_acc"] != metrics["pca_knn_acc"]
