@@ -9,11 +9,17 @@ from project_copy import sh, tiny_project
 @pytest.fixture(scope="session")
 def pipeline_done(tmp_path_factory):
     """A scratch project after a full `dvc repro` (1 epoch on mnist_sample), committed to
-    git with its DVC cache. Tests copy it with :func:`copy_project`, never change it."""
+    git with its DVC cache. Tests copy it with :func:`copy_project`, never change it.
+    The output of that first `dvc repro` is kept beside it, in :func:`first_repro_log`."""
     root = tiny_project(tmp_path_factory.mktemp("template") / "project", epochs=1, batch_size=256)
-    sh("dvc repro", root, timeout=600)
+    first_repro_log(root).write_text(sh("dvc repro", root, timeout=600))
     sh("git add -A && git commit -q -m results", root)
     return root
+
+
+def first_repro_log(template):
+    """Where :func:`pipeline_done` keeps the output of its project's first `dvc repro`."""
+    return template.parent / "first-repro.log"
 
 
 def copy_project(template, dest):

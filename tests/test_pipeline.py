@@ -9,7 +9,8 @@ import json
 import math
 
 import pytest
-from project_copy import sh, tiny_project
+from conftest import copy_project, first_repro_log
+from project_copy import sh
 
 EVAL_KEYS = {"denoise_psnr", "denoise_ssim", "noisy_psnr", "noisy_ssim", "recon_psnr", "recon_ssim", "recon_bce",
              "test_images", "score_threshold"}  # fmt: skip
@@ -17,17 +18,19 @@ EVAL_KEYS = {"denoise_psnr", "denoise_ssim", "noisy_psnr", "noisy_ssim", "recon_
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    return tiny_project(tmp_path_factory.mktemp("pipeline") / "project", epochs=2, batch_size=128)
+@pytest.fixture
+def project(pipeline_done, tmp_path):
+    """The tiny project (1 epoch, batch 256) right after its first `dvc repro` from a fresh
+    checkout, committed (the shared :func:`conftest.pipeline_done`, copied)."""
+    return copy_project(pipeline_done, tmp_path / "project")
 
 
 def read_metrics(root):
     return {p.name: json.loads(p.read_text()) for p in sorted((root / "metrics").glob("*.json"))}
 
 
-def test_repro_then_noop_then_force_is_byte_identical_then_experiment(project):
-    out = sh("dvc repro", project)
+def test_repro_then_noop_then_force_is_byte_identical_then_experiment(pipeline_done, project):
+    out = first_repro_log(pipeline_done).read_text()
     for stage in ("download", "noisy_pairs", "baselines", "train", "evaluate", "plots"):
         assert f"Running stage '{stage}'" in out
     for path in (
@@ -44,8 +47,8 @@ def test_repro_then_noop_then_force_is_byte_identical_then_experiment(project):
         assert all(math.isfinite(v) for v in values.values() if not isinstance(v, str))
     assert metrics["eval.json"]["test_images"] == 1000
     assert 0 < metrics["eval.json"]["score_threshold"] < 1  # MSE of clean images, [0, 1] scale
-    assert metrics["train.json"] == {**metrics["train.json"], "epochs": 2, "train_images": 3600}
-    assert len((project / "dvclive/plots/metrics/train/loss.tsv").read_text().splitlines()) == 3
+    assert metrics["train.json"] == {**metrics["train.json"], "epochs": 1, "train_images": 3600}
+    assert len((project / "dvclive/plots/metrics/train/loss.tsv").read_text().splitlines()) == 2
     baselines = metrics["baselines.json"]
     assert baselines["best_method"] in ("median", "gaussian") and baselines["test_images"] == 100
     assert baselines["best_psnr"] == max(baselines["median_psnr"], baselines["gaussian_psnr"])
@@ -58,7 +61,6 @@ def test_repro_then_noop_then_force_is_byte_identical_then_experiment(project):
     # Nothing changed: nothing reruns.
     assert "Data and pipelines are up to date" in sh("dvc repro", project)
     assert "up to date" in sh("dvc status", project)
-    sh("git add -A && git commit -q -m results", project)
 
     # Forced rerun: the same bytes (timing is not a stage output, so dvc.lock is unchanged too).
     lock = (project / "dvc.lock").read_bytes()
@@ -72,7 +74,7 @@ def test_repro_then_noop_then_force_is_byte_identical_then_experiment(project):
     sh("git checkout -- metrics/train_timing.json", project)
 
     # A tracked experiment: only train and what follows rerun.
-    out = sh("dvc exp run -S epochs=1 -n one-epoch", project)
+    out = sh("dvc exp run -S epochs=2 -n two-epochs", project)
     assert "Stage 'download' didn't change, skipping" in out
     assert "Stage 'noisy_pairs' didn't change, skipping" in out
     assert "Stage 'baselines' didn't change, skipping" in out
@@ -81,12 +83,12 @@ def test_repro_then_noop_then_force_is_byte_identical_then_experiment(project):
     shown = json.loads(sh("dvc exp show --json", project))
     exps = [e for rev in shown for e in (rev.get("experiments") or [])]
     runs = [r for e in exps for r in e.get("revs", [])]
-    one = [r for r in runs if r.get("name") == "one-epoch"]
-    assert one, f"experiment not listed: {json.dumps(shown)[:2000]}"
-    data = one[0]["data"]
-    assert data["params"]["params.yaml"]["data"]["epochs"] == 1
+    two = [r for r in runs if r.get("name") == "two-epochs"]
+    assert two, f"experiment not listed: {json.dumps(shown)[:2000]}"
+    data = two[0]["data"]
+    assert data["params"]["params.yaml"]["data"]["epochs"] == 2
     exp_metrics = data["metrics"]
-    assert exp_metrics["metrics/train.json"]["data"]["epochs"] == 1
+    assert exp_metrics["metrics/train.json"]["data"]["epochs"] == 2
     assert set(exp_metrics["metrics/eval.json"]["data"]) == EVAL_KEYS
 
     # Comparing runs: metrics diff against the last commit, plots rendered.
