@@ -36,6 +36,15 @@ def error_lines(proc):
     return [line for line in proc.stderr.splitlines() if line.startswith("error:")]
 
 
+def usage_error(name, cwd, args):
+    """Run stage ``name`` with command-line ``args`` that it must refuse: exit 2, one
+    `error:` line and no traceback. Returns that line."""
+    proc = run_stage(name, cwd, args=args)
+    assert proc.returncode == 2 and len(error_lines(proc)) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return error_lines(proc)[0]
+
+
 @pytest.mark.parametrize("stage", STAGES)
 @pytest.mark.parametrize(
     ("overrides", "key"),
@@ -139,10 +148,7 @@ def test_anomaly_class_needs_a_class_of_anomaly_classes(tmp_path):
     write_params(tmp_path, anomaly__classes=[0, 1])
     for args, words in [((), "usage: python -m cae.stages.anomaly_class CLASS"),
                         (("7",), "class 7 is not in anomaly.classes [0, 1]")]:  # fmt: skip
-        proc = run_stage("anomaly_class", tmp_path, args=args)
-        assert proc.returncode == 2 and len(error_lines(proc)) == 1
-        assert error_lines(proc)[0].startswith(f"error: {words}")
-        assert "Traceback" not in proc.stderr
+        assert usage_error("anomaly_class", tmp_path, args).startswith(f"error: {words}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
@@ -178,10 +184,9 @@ def test_anomaly_without_the_class_stages_says_which_to_run(tmp_path):
 def test_train_embedding_needs_a_variant(tmp_path):
     write_params(tmp_path)
     for args in [(), ("vae",)]:
-        proc = run_stage("train_embedding", tmp_path, args=args)
-        assert proc.returncode == 2 and len(error_lines(proc)) == 1
-        assert error_lines(proc)[0] == ("error: usage: python -m cae.stages.train_embedding VARIANT "
-                                        "(one of plain, variational)")  # fmt: skip
+        assert usage_error("train_embedding", tmp_path, args) == (
+            "error: usage: python -m cae.stages.train_embedding VARIANT (one of plain, variational)"
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
