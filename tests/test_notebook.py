@@ -1,8 +1,8 @@
 """notebooks/explore.ipynb: stored without outputs, and runs against a tiny real pipeline run.
 
-The slow test copies the repository as tests/test_pipeline.py does, runs `dvc repro` on
-mnist_sample for one epoch, then executes the notebook in a fresh kernel (nbclient,
-this virtual environment's python3) from that copy and checks what it showed.
+The slow test copies the tiny project whose whole pipeline has run (``pipeline_done``:
+mnist_sample, one epoch), then executes the notebook in a fresh kernel (nbclient, this
+virtual environment's python3) from that copy and checks what it showed.
 """
 
 import os
@@ -14,7 +14,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-from project_copy import REPO, sh, tiny_project
+from conftest import copy_project
+from project_copy import REPO
 
 NOTEBOOK = Path("notebooks/explore.ipynb")
 CELL_TIMEOUT = 300
@@ -31,11 +32,8 @@ def test_committed_notebook_has_no_outputs_and_no_execution_counts():
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_notebook_runs_on_a_tiny_pipeline_run(tmp_path, monkeypatch):
-    root = tiny_project(tmp_path / "project", epochs=1)
-    start = time.perf_counter()
-    sh("dvc repro", root)
-    print(f"dvc repro (mnist_sample, 1 epoch) in {time.perf_counter() - start:.1f} s")
+def test_notebook_runs_on_a_tiny_pipeline_run(pipeline_done, tmp_path, monkeypatch):
+    root = copy_project(pipeline_done, tmp_path / "project")
 
     # The kernel: this venv's (jupyter_client runs a "python" kernelspec with sys.executable).
     monkeypatch.setenv("JUPYTER_PATH", str(Path(sys.executable).parents[1] / "share" / "jupyter"))
