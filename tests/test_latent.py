@@ -198,6 +198,8 @@ def test_latent_defaults_have_their_own_dense_model():
         ({"latent": {"epochs": 0}}, "params.yaml: latent.epochs: Input should be greater than 0"),
         ({"latent": {"batch_size": 2.5}}, "params.yaml: latent.batch_size: Input should be a valid integer"),
         ({"latent": {"standardise": "maybe"}}, "params.yaml: latent.standardise: Input should be a valid boolean"),
+        ({"latent": {"noise": -0.1}}, "params.yaml: latent.noise: Input should be greater than or equal to 0"),
+        ({"latent": {"noise": "some"}}, "params.yaml: latent.noise: Input should be a valid number"),
         ({"latent": {"projection": "umap"}}, "params.yaml: latent.projection: Input should be 'pca' or 'tsne'"),
         ({"latent": {"plot_points": 0}}, "params.yaml: latent.plot_points: Input should be greater than 0"),
         ({"latent": {"gmm_components": 0}}, "params.yaml: latent.gmm_components: Input should be greater than 0"),

@@ -8,7 +8,7 @@ import json
 
 import pytest
 import yaml
-from conftest import copy_project
+from conftest import copy_project, first_repro_log
 from project_copy import sh
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -37,6 +37,9 @@ def test_latent_outputs_same_bytes_when_forced_and_what_reruns(pipeline_done, tm
     assert metrics["pca_knn_acc"] > 0.8  # PCA on 3,600 images already separates the digits
     for figure in ("latent_2d", "samples", "interpolation"):
         assert (project / f"plots/{figure}.png").stat().st_size > 5000, figure
+    # the default embeddings are denoising autoencoders (latent.noise), both variants
+    log = first_repro_log(pipeline_done).read_text()
+    assert log.count("images with Gaussian noise 0.3 on its inputs for 1 epochs") == 2
 
     # Forced: the same codes, metrics and figures, byte for byte.
     sh("dvc repro -f -s latent && dvc repro -f -s generate", project)

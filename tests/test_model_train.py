@@ -47,6 +47,23 @@ def test_filters_strided_transpose_and_colour():
     assert [layer.filters for layer in model.layers[1:]] == [32, 64, 64, 32, 3]
 
 
+def test_transpose_head_outputs_the_image_from_the_last_up_convolution():
+    cfg = ModelParams(filters=[16, 8], downsample="strided", upsample="transpose", head="transpose")
+    model = build_autoencoder(cfg, (28, 28, 3))
+    assert [(type(layer).__name__, layer.filters, tuple(layer.output.shape[1:])) for layer in model.layers[1:]] == [
+        ("Conv2D", 16, (14, 14, 16)),
+        ("Conv2D", 8, (7, 7, 8)),
+        ("Conv2DTranspose", 8, (14, 14, 8)),
+        ("Conv2DTranspose", 3, (28, 28, 3)),  # no convolution at full resolution
+    ]
+    assert model.layers[-1].name == "reconstruction" and model.layers[-1].activation.__name__ == "sigmoid"
+    assert encoder_of(model).output.shape[1:] == (7, 7, 8)
+    # more convolutions per level: the last level's extra one runs at half resolution
+    deeper = build_autoencoder(cfg.model_copy(update={"convs_per_level": 2}), (28, 28, 1))
+    assert tuple(deeper.get_layer("dec1_conv").output.shape[1:]) == (14, 14, 16)
+    assert deeper.output.shape[1:] == (28, 28, 1)
+
+
 def test_dense_bottleneck_gives_a_vector_code_and_round_trips(tmp_path):
     model = build_autoencoder(ModelParams(latent_dim=5), (8, 8, 1))
     assert model.output.shape[1:] == (8, 8, 1)

@@ -127,7 +127,7 @@ PRESETS: dict[str, dict] = {
     "reference": {
         "filters": [16, 8], "kernel_size": 3, "activation": "relu", "downsample": "maxpool",
         "upsample": "upsampling", "convs_per_level": 1, "batch_norm": False, "skip": False,
-        "residual": False, "learning_rate": 1e-3, "loss": "bce", "latent_dim": None,
+        "residual": False, "head": "conv", "learning_rate": 1e-3, "loss": "bce", "latent_dim": None,
         "variational": False, "kl_weight": 1.0,
     },
     # the same shape, four times the filters
@@ -143,8 +143,10 @@ PRESETS: dict[str, dict] = {
     # the classic U-Net shape: two convolutions per level, wider (for a GPU)
     "unet_deep": {"filters": [32, 64], "convs_per_level": 2, "batch_norm": True, "skip": True},
     # speed to quality on a CPU: the reference's code size (7×7×8), strided convolutions down,
-    # transposed up (fewer full-resolution convolutions), a higher learning rate; no skips
-    "fast": {"filters": [16, 8], "downsample": "strided", "upsample": "transpose", "learning_rate": 3e-3},
+    # transposed up, the last of them the output (no convolution at full resolution), a higher
+    # learning rate; no skips
+    "fast": {"filters": [32, 8], "downsample": "strided", "upsample": "transpose", "head": "transpose",
+             "learning_rate": 5e-3},
 }  # fmt: skip
 
 
@@ -161,6 +163,9 @@ class ModelParams(Section):
     batch_norm: bool
     skip: bool
     residual: bool
+    # conv: a full-resolution convolution maps the decoder's features to the image (the reference);
+    # transpose: the last level's doubling transposed convolution outputs the image itself
+    head: Literal["conv", "transpose"]
     learning_rate: PositiveFloat
     loss: LossName | dict[LossName, PositiveFloat]
     latent_dim: PositiveInt | None = None
@@ -203,6 +208,15 @@ class ModelParams(Section):
             raise ValueError("needs a dense code: set latent_dim too (e.g. 16)")
         if v and (info.data.get("skip") or info.data.get("residual")):
             raise ValueError("cannot combine with skip or residual: the decoder must read the code alone")
+        return v
+
+    @field_validator("head")
+    @classmethod
+    def _transpose_head(cls, v: str, info: ValidationInfo) -> str:
+        if v == "transpose" and info.data.get("upsample") not in (None, "transpose"):
+            raise ValueError("transpose needs upsample: transpose (the output is the last up-convolution)")
+        if v == "transpose" and (info.data.get("skip") or info.data.get("residual")):
+            raise ValueError("transpose cannot combine with skip or residual: use head: conv")
         return v
 
     @field_validator("loss")
@@ -279,6 +293,9 @@ class LatentParams(Section):
     batch_size: PositiveInt = 128
     # the plain embedding; train_embedding@variational trains the same with variational: true
     model: ModelParams = Field(default_factory=lambda: ModelParams(**LATENT_MODEL))
+    # > 0: a denoising autoencoder (Gaussian noise of this std on its training inputs,
+    # clean targets), whose code is the better feature; codes are always of clean images
+    noise: NonNegativeFloat = 0.3
     standardise: bool = False  # kNN and retrieval on standardised codes (AE and PCA alike)
     projection: Literal["pca", "tsne"] = "tsne"  # plots/latent_2d.png when latent_dim > 2
     plot_points: PositiveInt = 3000  # test codes drawn in plots/latent_2d.png (a seeded subset)

@@ -142,6 +142,8 @@ def build_autoencoder(cfg: ModelParams, input_shape: tuple[int, int, int], seed:
                 x = layers.UpSampling2D(2, name=f"dec{i}_up")(x)
             x = layers.Concatenate(name=f"dec{i}_skip")([x, skips[-1 - i]])
             x = _convs(x, f, cfg, f"dec{i}", n)
+        elif cfg.upsample == "transpose" and cfg.head == "transpose" and i == len(cfg.filters) - 1:
+            x = _convs(x, f, cfg, f"dec{i}", n - 1)  # the last level's other convolutions at half size
         elif cfg.upsample == "transpose":  # doubling convolution, then the rest
             x = _conv(x, f, cfg, f"dec{i}_up", strides=2, transpose=True)
             x = _convs(x, f, cfg, f"dec{i}", n - 1)
@@ -153,6 +155,9 @@ def build_autoencoder(cfg: ModelParams, input_shape: tuple[int, int, int], seed:
         noise = layers.Conv2D(channels, cfg.kernel_size, padding="same", name="noise")(x)
         x = layers.Subtract(name="input_minus_noise")([inputs, noise])
         outputs = layers.ReLU(max_value=1.0, name="reconstruction")(x)
+    elif cfg.head == "transpose":  # the last doubling convolution is the output
+        outputs = layers.Conv2DTranspose(channels, cfg.kernel_size, strides=2, padding="same",
+                                         activation="sigmoid", name="reconstruction")(x)  # fmt: skip
     else:
         outputs = layers.Conv2D(channels, cfg.kernel_size, padding="same", activation="sigmoid",
                                 name="reconstruction")(x)  # fmt: skip

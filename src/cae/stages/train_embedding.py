@@ -3,9 +3,12 @@
 ``python -m cae.stages.train_embedding plain|variational``. Trains ``latent.model`` (a
 dense code of ``latent_dim`` numbers) on the clean training images to reconstruct them,
 for ``latent.epochs`` epochs of ``latent.batch_size``, validated on the clean validation
-images; ``variational`` trains the same architecture as a variational autoencoder
-(``model.variational: true``, KL weight ``latent.model.kl_weight``). These are not the
-denoiser of `train`: each is tuned for its own job, with its own params.
+images. With ``latent.noise`` > 0 it is a denoising autoencoder: its inputs (training
+and validation) carry Gaussian noise of that standard deviation, drawn once and the
+same for both variants, and its targets are clean. ``variational`` trains the same
+architecture as a variational autoencoder (``model.variational: true``, KL weight
+``latent.model.kl_weight``). These are not the denoiser of `train`: each is tuned for
+its own job, with its own params.
 """
 
 from __future__ import annotations
@@ -43,9 +46,12 @@ def embedding_params(params: Params, variant: str) -> Params:
 
 
 def main(params: Params, argv: list[str]) -> None:
+    import numpy as np
+
     from cae import runtime
     from cae.io import read_arrays
     from cae.model import check_input_shape, save_model
+    from cae.noise import gaussian
     from cae.prepare import to_float
     from cae.train import train_autoencoder
 
@@ -54,10 +60,16 @@ def main(params: Params, argv: list[str]) -> None:
     data = read_arrays(PREPARED_DIR, ["x_train", "x_val"], hint=HINT_PREPARED)
     check_input_shape(data["x_train"].shape[1:], len(run.model.filters))
     x_train, x_val = to_float(data["x_train"]), to_float(data["x_val"])
+    inputs, val_inputs = x_train, x_val
+    noise = params.latent.noise
+    if noise > 0:  # the same noisy inputs for both variants
+        rng = np.random.default_rng([params.seed, 500])
+        inputs, val_inputs = gaussian(x_train, noise, rng), gaussian(x_val, noise, rng)
     runtime.make_deterministic(params.seed)
-    log.info("training the %s embedding (code of %d) on %d images for %d epochs (batch %d)", variant,
-             run.model.latent_dim, len(x_train), run.epochs, run.batch_size)  # fmt: skip
-    result = train_autoencoder(run, x_train, x_train, x_val, x_val)
+    log.info("training the %s embedding (code of %d) on %d images%s for %d epochs (batch %d)", variant,
+             run.model.latent_dim, len(x_train), f" with Gaussian noise {noise:g} on its inputs" if noise else "",
+             run.epochs, run.batch_size)  # fmt: skip
+    result = train_autoencoder(run, inputs, x_train, val_inputs, x_val)
     save_model(result.model, embedding_path(variant))
     log.info("%s embedding trained in %.1f s: loss %.5f, val_loss %.5f → %s", variant, result.seconds,
              result.history["loss"][-1], result.history["val_loss"][-1], embedding_path(variant))  # fmt: skip
