@@ -36,7 +36,7 @@ def main(params: Params) -> None:
     clean_test = to_float(data["x_test"][subset])
     log.info(
         "baselines %s on %d test images per level (tuned on %d validation images), levels %s",
-        ", ".join(cfg.methods), len(subset), len(clean_val), [float(v) for v in data["test_levels"]],
+        ", ".join(cfg.methods), len(subset), len(clean_val), ", ".join(f"{float(v):g}" for v in data["test_levels"]),
     )  # fmt: skip
 
     rows, tuned, headline = [], {}, {}
