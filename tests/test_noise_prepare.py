@@ -5,7 +5,7 @@ import pytest
 
 from cae.config import parse_params
 from cae.errors import CaeError
-from cae.noise import corrupt, corrupt_mixed, gaussian
+from cae.noise import corrupt, corrupt_mixed, gaussian, noisy_inputs
 from cae.prepare import PREPARED_FILES, eval_subset, make_pairs, split_indices, to_float
 
 
@@ -179,3 +179,15 @@ def test_write_pairs_failing_midway_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(CaeError, match="no space left"):
         prepare.write_pairs(_raw(), parse_params({}), tmp_path / "prepared")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_noisy_inputs_draw_train_then_val_from_one_seed_and_leave_zero_alone():
+    rng = np.random.default_rng(0)
+    train, val = rng.random((4, 6, 6, 1), dtype=np.float32), rng.random((2, 6, 6, 1), dtype=np.float32)
+    same = noisy_inputs(train, val, 0.0, [1, 2])
+    assert same[0] is train and same[1] is val
+    noisy_train, noisy_val = noisy_inputs(train, val, 0.3, [1, 2])
+    expected = np.random.default_rng([1, 2])
+    np.testing.assert_array_equal(noisy_train, gaussian(train, 0.3, expected))
+    np.testing.assert_array_equal(noisy_val, gaussian(val, 0.3, expected))
+    assert not np.array_equal(noisy_train, train)

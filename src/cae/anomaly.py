@@ -226,15 +226,12 @@ def fit_one_class(params: Params, label: int, train: np.ndarray, val: np.ndarray
     The caller seeds TensorFlow first.
     """
     from cae.model import encoder_of
-    from cae.noise import gaussian
+    from cae.noise import noisy_inputs
     from cae.train import train_autoencoder
 
     cfg = params.anomaly
     run = params.model_copy(update={"model": cfg.model, "epochs": cfg.epochs, "batch_size": cfg.batch_size})
-    inputs, val_inputs = train, val
-    if cfg.noise > 0:
-        rng = np.random.default_rng([params.seed, 300, label])
-        inputs, val_inputs = gaussian(train, cfg.noise, rng), gaussian(val, cfg.noise, rng)
+    inputs, val_inputs = noisy_inputs(train, val, cfg.noise, [params.seed, 300, label])
     fitted = train_autoencoder(run, inputs, train, val_inputs, val)
     encoder = encoder_of(fitted.model)
     result = OneClassResult(fitted.model, fitted.history, fitted.seconds)

@@ -27,6 +27,16 @@ def gaussian(x: np.ndarray, factor: float, rng: np.random.Generator, block: int 
     return np.clip(x + np.float32(factor) * noise, 0.0, 1.0)
 
 
+def noisy_inputs(train: np.ndarray, val: np.ndarray, factor: float, seed) -> tuple[np.ndarray, np.ndarray]:
+    """The inputs of a model trained to denoise clean ``train`` / ``val`` images: Gaussian
+    noise of std ``factor`` on each (drawn in that order from one generator seeded with
+    ``seed``), or the images themselves when ``factor`` is 0."""
+    if factor <= 0:
+        return train, val
+    rng = np.random.default_rng(seed)
+    return gaussian(train, factor, rng), gaussian(val, factor, rng)
+
+
 def speckle(x: np.ndarray, factor: float, rng: np.random.Generator, block: int = 1) -> np.ndarray:
     noise = rng.standard_normal(x.shape, dtype=np.float32)
     return np.clip(x + np.float32(factor) * x * noise, 0.0, 1.0)

@@ -46,12 +46,10 @@ def embedding_params(params: Params, variant: str) -> Params:
 
 
 def main(params: Params, argv: list[str]) -> None:
-    import numpy as np
-
     from cae import runtime
     from cae.io import read_arrays
     from cae.model import check_input_shape, save_model
-    from cae.noise import gaussian
+    from cae.noise import noisy_inputs
     from cae.prepare import to_float
     from cae.train import train_autoencoder
 
@@ -60,11 +58,8 @@ def main(params: Params, argv: list[str]) -> None:
     data = read_arrays(PREPARED_DIR, ["x_train", "x_val"], hint=HINT_PREPARED)
     check_input_shape(data["x_train"].shape[1:], len(run.model.filters))
     x_train, x_val = to_float(data["x_train"]), to_float(data["x_val"])
-    inputs, val_inputs = x_train, x_val
     noise = params.latent.noise
-    if noise > 0:  # the same noisy inputs for both variants
-        rng = np.random.default_rng([params.seed, 500])
-        inputs, val_inputs = gaussian(x_train, noise, rng), gaussian(x_val, noise, rng)
+    inputs, val_inputs = noisy_inputs(x_train, x_val, noise, [params.seed, 500])  # the same for both variants
     runtime.make_deterministic(params.seed)
     log.info("training the %s embedding (code of %d) on %d images%s for %d epochs (batch %d)", variant,
              run.model.latent_dim, len(x_train), f" with Gaussian noise {noise:g} on its inputs" if noise else "",
