@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--methods", default=",".join(baselines.METHODS), help="comma-separated subset")
     ap.add_argument(
-        "--bm3d-profile", default=baselines.BM3D_PROFILE, choices=baselines.BM3D_PROFILES,
+        "--bm3d-profile",
+        default=baselines.BM3D_PROFILE,
+        choices=baselines.BM3D_PROFILES,
         help="BM3D variant (default: the package's reference profile 'np')",
     )
     ap.add_argument("--json", type=Path, help="also write the results here")
@@ -90,15 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| noisy input | {noisy_psnr:.2f} | {noisy_ssim:.3f} | | | |")
     for m, r in res.items():
         hyper = ", ".join(f"{k}={v}" for k, v in r["hyper"].items()) or "—"
-        print(
-            f"| {m} | {r['psnr']:.2f} | {r['ssim']:.3f} | {hyper} | "
-            f"{r['tune_seconds']:.1f} | {r['seconds']:.1f} |"
-        )
+        print(f"| {m} | {r['psnr']:.2f} | {r['ssim']:.3f} | {hyper} | {r['tune_seconds']:.1f} | {r['seconds']:.1f} |")
     print(f"\ntotal {total:.0f} s")
     if args.json:
         out = {
-            "level": args.level, "n_test": int(len(it)), "n_val": int(len(iv)), "workers": args.workers,
-            "noisy": {"psnr": noisy_psnr, "ssim": noisy_ssim}, "methods": res,
+            "level": args.level,
+            "n_test": int(len(it)),
+            "n_val": int(len(iv)),
+            "workers": args.workers,
+            "noisy": {"psnr": noisy_psnr, "ssim": noisy_ssim},
+            "methods": res,
         }
         args.json.write_text(json.dumps(out, indent=2) + "\n")
     return 0

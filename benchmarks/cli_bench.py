@@ -65,10 +65,14 @@ def throughput(noisy: np.ndarray, model: Path, work: Path, count: int) -> None:
     written = len(list(out.iterdir()))
     timing = re.search(r"reading ([\d.]+) s, model ([\d.]+) s, writing ([\d.]+) s", err)
     read, infer, write = (float(t) for t in timing.groups()) if timing else (float("nan"),) * 3
-    print(f"1. cae denoise on {count} PNGs of 28×28: {written} written in {seconds:.2f} s wall "
-          f"= {written / seconds:.0f} images/s (start-up included)")  # fmt: skip
-    print(f"   reading {read:.2f} s, model {infer:.2f} s ({written / infer:.0f} images/s), writing {write:.2f} s; "
-          f"read+model+write {written / (read + infer + write):.0f} images/s")  # fmt: skip
+    print(
+        f"1. cae denoise on {count} PNGs of 28×28: {written} written in {seconds:.2f} s wall "
+        f"= {written / seconds:.0f} images/s (start-up included)"
+    )
+    print(
+        f"   reading {read:.2f} s, model {infer:.2f} s ({written / infer:.0f} images/s), writing {write:.2f} s; "
+        f"read+model+write {written / (read + infer + write):.0f} images/s"
+    )
 
 
 def digit_mosaic(x_test: np.ndarray) -> np.ndarray:
@@ -98,8 +102,12 @@ def tiling(x_test: np.ndarray, model: Path, work: Path) -> dict[str, np.ndarray]
     print("2. 512×512 digit mosaic, Gaussian noise 0.4 (seed 0), against the clean image:")
     for name in ("noisy", "tiles", "resize", "side by side"):
         psnr, ssim = psnr_ssim(results[name][None], clean[None], desc=name)
-        label = {"noisy": "noisy input (8-bit PNG)", "tiles": "cae denoise (overlapping tiles)",
-                 "resize": "cae denoise --resize", "side by side": "tiles side by side, no overlap"}[name]  # fmt: skip
+        label = {
+            "noisy": "noisy input (8-bit PNG)",
+            "tiles": "cae denoise (overlapping tiles)",
+            "resize": "cae denoise --resize",
+            "side by side": "tiles side by side, no overlap",
+        }[name]
         print(f"   {label:<34} PSNR {psnr:6.2f} dB   SSIM {ssim:.3f}")
     return results
 
@@ -123,16 +131,28 @@ def figure(results: dict[str, np.ndarray], path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    order = [("noisy", "noisy input"), ("side by side", "tiles side by side\n(no overlap: seams)"),
-             ("tiles", "cae denoise\n(overlapping tiles, blended)"), ("resize", "cae denoise --resize"),
-             ("clean", "clean")]  # fmt: skip
+    order = [
+        ("noisy", "noisy input"),
+        ("side by side", "tiles side by side\n(no overlap: seams)"),
+        ("tiles", "cae denoise\n(overlapping tiles, blended)"),
+        ("resize", "cae denoise --resize"),
+        ("clean", "clean"),
+    ]
     fig, axes = plt.subplots(2, len(order), figsize=(2.6 * len(order), 5.6))
     (ys, xs) = CROP
     for col, (key, title) in enumerate(order):
         image = results[key][..., 0]
         axes[0, col].imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="antialiased")
-        axes[0, col].add_patch(Rectangle((xs.start, ys.start), xs.stop - xs.start, ys.stop - ys.start,
-                                         fill=False, edgecolor="tab:orange", linewidth=1))  # fmt: skip
+        axes[0, col].add_patch(
+            Rectangle(
+                (xs.start, ys.start),
+                xs.stop - xs.start,
+                ys.stop - ys.start,
+                fill=False,
+                edgecolor="tab:orange",
+                linewidth=1,
+            )
+        )
         axes[1, col].imshow(image[CROP], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         if key != "clean":
             psnr, _ = psnr_ssim(results[key][None], results["clean"][None], desc=key)

@@ -53,8 +53,14 @@ def run_stage(name: str, cwd: Path) -> tuple[float, float]:
     """Run one stage in a child process; return (peak RSS in MiB, wall seconds)."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "CUDA_VISIBLE_DEVICES": ""}
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", f"cae.stages.{name}"], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", f"cae.stages.{name}"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     err = proc.stderr.read()
@@ -86,8 +92,9 @@ def main() -> None:
             rss, wall = run_stage(stage, project)
             disk = sum(p.stat().st_size for p in (project / "data").rglob("*.npy")) / 2**20
             rows.append((n, stage, rss, wall, disk))
-            print(f"  {stage:12s} peak RSS {rss:7.0f} MiB  {wall:6.1f} s  (data/*.npy so far: {disk:.0f} MiB)",
-                  flush=True)  # fmt: skip
+            print(
+                f"  {stage:12s} peak RSS {rss:7.0f} MiB  {wall:6.1f} s  (data/*.npy so far: {disk:.0f} MiB)", flush=True
+            )
         shutil.rmtree(project / "data", ignore_errors=True)
     print("\n| images | stage | peak RSS (MiB) | wall (s) | data/*.npy on disk (MiB) |\n|---|---|---|---|---|")
     for n, stage, rss, wall, disk in rows:
@@ -95,7 +102,9 @@ def main() -> None:
     by = {(n, s): rss for n, s, rss, _, _ in rows}
     for stage in ("download", "noisy_pairs", "train"):
         print(f"{stage}: 4N/N peak RSS ratio {by[(4 * args.n, stage)] / by[(args.n, stage)]:.2f}")
-    print(f"(peak RSS of this process's children, resource: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MiB)")
+    print(
+        f"(peak RSS of this process's children, resource: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MiB)"
+    )
 
 
 if __name__ == "__main__":

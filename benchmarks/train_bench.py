@@ -169,8 +169,16 @@ def reference_model():
 
 
 def fit_reference(x_float, x_val_float, epochs: int, callbacks) -> None:
-    reference_model().fit(x_float, x_float, batch_size=BATCH, epochs=epochs, shuffle=True,
-                          validation_data=(x_val_float, x_val_float), callbacks=callbacks, verbose=0)  # fmt: skip
+    reference_model().fit(
+        x_float,
+        x_float,
+        batch_size=BATCH,
+        epochs=epochs,
+        shuffle=True,
+        validation_data=(x_val_float, x_val_float),
+        callbacks=callbacks,
+        verbose=0,
+    )
 
 
 def fit_project(x8, x_val8, params, callbacks, in_memory=None) -> None:
@@ -191,19 +199,26 @@ def throughput(x8, x_val8, rounds: int, epochs: int, variants: bool) -> dict[str
     }
     if variants:
         ways["project, steps_per_execution 1"] = lambda cb: fit_project(
-            x8, x_val8, project_params(epochs=epochs, steps_per_execution=1), cb)  # fmt: skip
+            x8, x_val8, project_params(epochs=epochs, steps_per_execution=1), cb
+        )
         ways["project, streamed from NumPy (memmap path)"] = lambda cb: fit_project(
-            x8, x_val8, project_params(epochs=epochs), cb, in_memory=False)  # fmt: skip
+            x8, x_val8, project_params(epochs=epochs), cb, in_memory=False
+        )
         ways["project, a synchronous batch callback"] = lambda cb: fit_project(
-            x8, x_val8, project_params(epochs=epochs), [*cb, _sync_per_step()])  # fmt: skip
+            x8, x_val8, project_params(epochs=epochs), [*cb, _sync_per_step()]
+        )
     seconds: dict[str, list[float]] = {name: [] for name in ways}
     for r in range(rounds):
         for name, fit in ways.items():
             timer = EpochTimer()
             fit([timer])
             seconds[name] += timer.seconds[1:]  # the first epoch of a fit traces the graphs
-            print(f"   round {r + 1}: {name}: " + ", ".join(f"{len(x8) / s:.0f}" for s in timer.seconds[1:])
-                  + " images/s", flush=True)  # fmt: skip
+            print(
+                f"   round {r + 1}: {name}: "
+                + ", ".join(f"{len(x8) / s:.0f}" for s in timer.seconds[1:])
+                + " images/s",
+                flush=True,
+            )
     return {name: len(x8) / statistics.median(s) for name, s in seconds.items()}
 
 
@@ -229,8 +244,11 @@ def time_to_target(x8, x_val8, presets: list[str], target: float, every: int, ma
 
 
 def _env():
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "DVC_NO_ANALYTICS": "1"}  # fmt: skip
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DVC_NO_ANALYTICS": "1",
+    }
 
 
 def _sh(cmd: str, cwd: Path, timeout: float = 1800) -> tuple[float, str]:
@@ -344,8 +362,7 @@ def main(argv=None) -> dict:
     if args.images:
         x8, described = x8[: args.images], f"{described} (first {args.images} used)"
     gpus = tf.config.list_physical_devices("GPU")
-    print(f"data: {described}; device: {', '.join(g.name for g in gpus) or 'CPU'}, {os.cpu_count()} CPUs",
-          flush=True)  # fmt: skip
+    print(f"data: {described}; device: {', '.join(g.name for g in gpus) or 'CPU'}, {os.cpu_count()} CPUs", flush=True)
     results: dict = {"data": described, "device": [g.name for g in gpus] or "CPU"}
 
     if not args.only_dvc:

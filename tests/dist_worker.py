@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from cae import runtime  # noqa: F401 - sets TensorFlow's environment first
+from cae import runtime
 from cae.config import parse_params
 
 PARAMS = {"epochs": 2, "batch_size": 16, "model": {"learning_rate": 0.01}}
@@ -29,8 +29,11 @@ def fit(distribute, strategy=None):
     params = parse_params({**PARAMS, "distribute": distribute})
     runtime.make_deterministic(params.seed)
     result = train_autoencoder(params, *data(), strategy=strategy)
-    return {"loss": np.array(result.history["loss"]), "val_loss": np.array(result.history["val_loss"]),
-            **{f"w{i}": w for i, w in enumerate(result.model.get_weights())}}  # fmt: skip
+    return {
+        "loss": np.array(result.history["loss"]),
+        "val_loss": np.array(result.history["val_loss"]),
+        **{f"w{i}": w for i, w in enumerate(result.model.get_weights())},
+    }
 
 
 def main(mode, out):

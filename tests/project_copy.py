@@ -15,7 +15,17 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 IGNORE = shutil.ignore_patterns(
-    ".git", ".venv", ".cae", "data", "models", "cache", "tmp", "__pycache__", "*.egg-info", ".pytest_cache", ".tmp-*",
+    ".git",
+    ".venv",
+    ".cae",
+    "data",
+    "models",
+    "cache",
+    "tmp",
+    "__pycache__",
+    "*.egg-info",
+    ".pytest_cache",
+    ".tmp-*",
     "config.local",  # a checkout's own DVC settings (e.g. a shared cache): the copy starts afresh
 )
 
@@ -25,16 +35,27 @@ def env() -> dict[str, str]:
     return {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
         "DVC_NO_ANALYTICS": "1",
-    }  # fmt: skip
+    }
 
 
 def start(cmd: str, cwd: Path, **popen) -> subprocess.Popen:
     """Start ``cmd`` in its own process group (end it whole with ``os.killpg``)."""
-    return subprocess.Popen(cmd, cwd=cwd, env=env(), shell=True, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True, **popen)  # fmt: skip
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env(),
+        shell=True,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        **popen,
+    )
 
 
 def run(cmd: str, cwd: Path, timeout: float = 600, **popen) -> tuple[int, str]:

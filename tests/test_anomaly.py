@@ -80,8 +80,9 @@ def test_mse_and_ssim_scores_per_image():
     np.testing.assert_allclose(mse_scores(x, recon), [0, 0.01, 0], atol=1e-7)
     ssim = ssim_scores(x, np.clip(recon, 0, 1))
     assert ssim[0] == pytest.approx(0) and ssim[2] == pytest.approx(0) and ssim[1] > 0
-    expected = 1 - structural_similarity(x[1].astype(np.float64), np.clip(recon[1], 0, 1).astype(np.float64),
-                                         data_range=1.0, channel_axis=-1, win_size=7)  # fmt: skip
+    expected = 1 - structural_similarity(
+        x[1].astype(np.float64), np.clip(recon[1], 0, 1).astype(np.float64), data_range=1.0, channel_axis=-1, win_size=7
+    )
     assert ssim[1] == pytest.approx(expected)
 
 

@@ -46,8 +46,7 @@ def test_one_class_stages_metrics_plots_and_what_reruns(pipeline_done, tmp_path)
         assert set(stats["train_scores"]) == {"mse", "ssim", "latent", "pca"}
     metrics = json.loads((project / "metrics/anomaly.json").read_text())
     expected = {f"{k}_{c}" for k in ("auroc", "ap", "precision", "recall", "f1") for c in (0, 1, "mean")}
-    expected |= {"pca_auroc_0", "pca_auroc_1", "pca_auroc_mean", "pca_ap_mean", "pca_f1_mean", "score",
-                 "test_images"}  # fmt: skip
+    expected |= {"pca_auroc_0", "pca_auroc_1", "pca_auroc_mean", "pca_ap_mean", "pca_f1_mean", "score", "test_images"}
     assert set(metrics) == expected  # no top-level `threshold`: every class has its own model
     assert metrics["score"] == "ensemble" and metrics["test_images"] == 1000
     assert all(0 <= v <= 1 for k, v in metrics.items() if k not in ("score", "test_images"))
@@ -61,7 +60,8 @@ def test_one_class_stages_metrics_plots_and_what_reruns(pipeline_done, tmp_path)
     with open(project / "plots/anomaly_by_class.csv") as f:
         by_class = list(csv.DictReader(f))
     assert {(r["class"], r["method"]) for r in by_class} == {
-        (c, m) for c in "01" for m in ("mse", "ssim", "latent", "ensemble", "pca")}  # fmt: skip
+        (c, m) for c in "01" for m in ("mse", "ssim", "latent", "ensemble", "pca")
+    }
     assert all(math.isfinite(float(r["threshold"])) for r in by_class)
     assert (project / "plots/anomaly_examples.png").stat().st_size > 1000
 

@@ -169,8 +169,13 @@ def test_unknown_method_is_named_with_the_valid_ones(data):
         lambda: B.denoise("bilateral", data["test_noisy"], {}),
         lambda: B.tune("bilateral", data["val_noisy"], data["val_clean"], NOISE),
         lambda: B.run_baselines(
-            data["val_noisy"], data["val_clean"], data["test_noisy"], data["test_clean"], NOISE,
-            methods=("median", "bilateral"), progress=False,
+            data["val_noisy"],
+            data["val_clean"],
+            data["test_noisy"],
+            data["test_clean"],
+            NOISE,
+            methods=("median", "bilateral"),
+            progress=False,
         ),
     ):
         with pytest.raises(ValueError, match=r"'bilateral'.*median, gaussian, tv, nlmeans, wavelet, bm3d"):
@@ -195,8 +200,13 @@ def test_bad_inputs_are_rejected(data):
 def test_run_baselines_reports_every_requested_method(monkeypatch, data):
     monkeypatch.setattr(B, "BM3D_PROFILE", "classic")  # fast; the reference profile is tested above
     res = B.run_baselines(
-        data["val_noisy"], data["val_clean"], data["test_noisy"], data["test_clean"], NOISE,
-        workers=2, progress=False,
+        data["val_noisy"],
+        data["val_clean"],
+        data["test_noisy"],
+        data["test_clean"],
+        NOISE,
+        workers=2,
+        progress=False,
     )
     assert list(res) == list(B.METHODS)
     for method, r in res.items():
@@ -204,7 +214,12 @@ def test_run_baselines_reports_every_requested_method(monkeypatch, data):
         assert isinstance(r["hyper"], dict) and r["seconds"] >= 0 and r["tune_seconds"] >= 0
     assert res["bm3d"]["hyper"]["profile"] == "classic"
     subset = B.run_baselines(
-        data["val_noisy"], data["val_clean"], data["test_noisy"], data["test_clean"], NOISE,
-        methods=("tv",), progress=False,
+        data["val_noisy"],
+        data["val_clean"],
+        data["test_noisy"],
+        data["test_clean"],
+        NOISE,
+        methods=("tv",),
+        progress=False,
     )
     assert list(subset) == ["tv"] and subset["tv"]["psnr"] == pytest.approx(res["tv"]["psnr"])

@@ -181,12 +181,15 @@ def test_unwritable_output_folder_stops_before_any_work(tmp_path, capsys, models
 @pytest.mark.parametrize(
     ("arg", "message"),
     [
-        ("empty", "empty: no images in this folder (looked for bmp, jpeg, jpg, png, tif, tiff); "
-                  "add --recursive to look in its sub-folders"),
+        (
+            "empty",
+            "empty: no images in this folder (looked for bmp, jpeg, jpg, png, tif, tiff); "
+            "add --recursive to look in its sub-folders",
+        ),
         ("empty/*.png", "empty/*.png: the pattern matches no images (bmp, jpeg, jpg, png, tif, tiff)"),
         ("nothere.png", "nothere.png: no such file or folder"),
     ],
-)  # fmt: skip
+)
 def test_folder_without_images_or_glob_matching_nothing_stops_before_any_work(
     tmp_path, capsys, monkeypatch, models, arg, message
 ):
@@ -298,7 +301,9 @@ def test_help_reads_well_in_process(capsys):
         assert "example" in text
     with pytest.raises(SystemExit):
         main(["score", "--help"])
-    assert "appears for the pipeline's own model once its evaluate stage has run" in " ".join(capsys.readouterr().out.split())
+    assert "appears for the pipeline's own model once its evaluate stage has run" in " ".join(
+        capsys.readouterr().out.split()
+    )
 
 
 def test_installed_script_help_and_a_real_run(tmp_path, models):
@@ -309,8 +314,12 @@ def test_installed_script_help_and_a_real_run(tmp_path, models):
     save(tmp_path / "in/b.png", gray(20, 31))
     proc = subprocess.run(
         [CAE, "denoise", "in", "-o", "out", "--model", models["gray"]],
-        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "2 written, 0 failed"
     assert "Traceback" not in proc.stderr

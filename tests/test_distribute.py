@@ -91,11 +91,25 @@ def test_two_workers_on_localhost_match_one_process(tmp_path):
     procs = []
     for index in range(2):
         tf_config = json.dumps(_config(index, cluster))
-        procs.append(subprocess.Popen([sys.executable, str(HERE / "dist_worker.py"), "worker", str(tmp_path / f"w{index}.npz")],
-                                      env={**env, "TF_CONFIG": tf_config}, cwd=tmp_path, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True, start_new_session=True))  # fmt: skip
-    single = subprocess.run([sys.executable, str(HERE / "dist_worker.py"), "single", str(tmp_path / "single.npz")],
-                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(HERE / "dist_worker.py"), "worker", str(tmp_path / f"w{index}.npz")],
+                env={**env, "TF_CONFIG": tf_config},
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+        )
+    single = subprocess.run(
+        [sys.executable, str(HERE / "dist_worker.py"), "single", str(tmp_path / "single.npz")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     outputs = []
     try:
         for proc in procs:
@@ -144,8 +158,17 @@ def test_train_stage_as_two_workers_only_the_chief_writes(tmp_path):
     procs = []
     for index, host in enumerate(hosts):
         env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "TF_CONFIG": json.dumps(_config(index, cluster))}
-        procs.append(subprocess.Popen([sys.executable, "-m", "cae.stages.train"], cwd=host, env=env, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "cae.stages.train"],
+                cwd=host,
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
     try:
         outputs = [proc.communicate(timeout=240)[0] for proc in procs]
     finally:

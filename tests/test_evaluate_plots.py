@@ -53,9 +53,15 @@ def test_evaluate_denoiser_keys_and_a_perfect_denoiser():
     lookup = {noisy.tobytes(): clean, clean.tobytes(): clean}
     metrics = evaluate_denoiser(lambda x: lookup[x.tobytes()], clean, noisy)
     assert set(metrics) == {
-        "denoise_psnr", "denoise_ssim", "noisy_psnr", "noisy_ssim",
-        "recon_psnr", "recon_ssim", "recon_bce", "test_images",
-    }  # fmt: skip
+        "denoise_psnr",
+        "denoise_ssim",
+        "noisy_psnr",
+        "noisy_ssim",
+        "recon_psnr",
+        "recon_ssim",
+        "recon_bce",
+        "test_images",
+    }
     assert metrics["denoise_psnr"] == PSNR_CAP and metrics["denoise_ssim"] == pytest.approx(1.0)
     assert metrics["noisy_psnr"] < 20 and metrics["test_images"] == 5
 

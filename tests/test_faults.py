@@ -27,8 +27,10 @@ def _project(root, **params):
     rng = np.random.default_rng(0)
     x = (rng.random((80, 28, 28, 1)) * 255).astype(np.uint8)
     noisy = rng.random((80, 28, 28, 1)).astype(np.float32)
-    write_arrays(root / "data/prepared", {"x_train": x[:64], "x_val": x[64:], "x_train_noisy": noisy[:64],
-                                          "x_val_noisy": noisy[64:]})  # fmt: skip
+    write_arrays(
+        root / "data/prepared",
+        {"x_train": x[:64], "x_val": x[64:], "x_train_noisy": noisy[:64], "x_val_noisy": noisy[64:]},
+    )
     for path, data in PREVIOUS.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_bytes(data)

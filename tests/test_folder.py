@@ -140,15 +140,18 @@ def test_unreadable_file_as_root_cannot_be_simulated_so_a_read_error_is_injected
         (lambda root: None, r"folder\.path: .*imgs does not exist"),
         (lambda root: root.write_text("x"), r"folder\.path: .*imgs is not a directory"),
         (lambda root: save(root / "only.png", gray(8, 8)), r"1 usable image\(s\), at least 2"),
-        (lambda root: (save(root / "a.png", gray(8, 8)), save(root / "b.png", gray(8, 6))),
-         r"b\.png: 8×6 pixels, but .*a\.png has 8×8.*folder\.size"),
-        (lambda root: (classes(root, {"c": 2}), save(root / "stray.png", gray(8, 8))),
-         r"class sub-folders and also images directly inside it \(e\.g\. stray\.png\)"),
+        (
+            lambda root: (save(root / "a.png", gray(8, 8)), save(root / "b.png", gray(8, 6))),
+            r"b\.png: 8×6 pixels, but .*a\.png has 8×8.*folder\.size",
+        ),
+        (
+            lambda root: (classes(root, {"c": 2}), save(root / "stray.png", gray(8, 8))),
+            r"class sub-folders and also images directly inside it \(e\.g\. stray\.png\)",
+        ),
         (lambda root: (root.mkdir(), (root / "x.txt").write_text("x")), r"has no images .*x\.txt: not an image"),
         (lambda root: classes(root, {"a": 1, "b": 1}, colour=False), r"no test images \(every class has a single"),
     ],
-    ids=["empty", "missing", "a-file", "one-image", "mixed-sizes", "stray-files", "no-images-only-text",
-         "singletons"],
+    ids=["empty", "missing", "a-file", "one-image", "mixed-sizes", "stray-files", "no-images-only-text", "singletons"],
 )
 def test_unusable_folders_are_one_clear_error_and_nothing_is_written(tmp_path, make, match):
     root = tmp_path / "imgs"
@@ -172,9 +175,16 @@ def test_download_stage_one_line_error_names_folder_path_and_writes_nothing(tmp_
     params.update(dataset="folder", folder={"path": str(tmp_path / "nope")})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.run([sys.executable, "-m", "cae.stages.download"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "cae.stages.download"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines() == [f"error: folder.path: {tmp_path / 'nope'} does not exist; "
-                                                "set folder.path in params.yaml to a folder of images"]  # fmt: skip
+    assert proc.stderr.strip().splitlines() == [
+        f"error: folder.path: {tmp_path / 'nope'} does not exist; set folder.path in params.yaml to a folder of images"
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

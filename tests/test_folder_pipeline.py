@@ -47,16 +47,27 @@ def test_folder_colour_then_grayscale_classes_end_to_end(tmp_path):
         save(colour / f"{i:02d}.{'png' if i % 2 else 'jpg'}", img)
     (colour / "README.txt").write_text("not an image")  # skipped, counted
     project = tiny_project(tmp_path / "project", epochs=1, batch_size=8)
-    set_params(project, dataset="folder", folder={"path": str(colour), "channels": 3, "test_fraction": 0.25},
-               baselines={"subset": 10, "val_images": 4})  # fmt: skip
+    set_params(
+        project,
+        dataset="folder",
+        folder={"path": str(colour), "channels": 3, "test_fraction": 0.25},
+        baselines={"subset": 10, "val_images": 4},
+    )
 
     out = sh("dvc repro evaluate plots", project)
     for stage in ("download", "noisy_pairs", "baselines", "train", "evaluate", "plots"):
         assert f"Running stage '{stage}'" in out
     assert "skipped 1 of 41 entries" in out
     raw = json.loads((project / "data/raw/classes.json").read_text())
-    assert raw == {"channels": 3, "classes": [], "converted": 0, "size": [32, 48], "skipped": 1,
-                   "test_images": 10, "train_images": 30}  # fmt: skip
+    assert raw == {
+        "channels": 3,
+        "classes": [],
+        "converted": 0,
+        "size": [32, 48],
+        "skipped": 1,
+        "test_images": 10,
+        "train_images": 30,
+    }
     x_test = np.load(project / "data/prepared/x_test.npy")
     assert x_test.shape == (10, 32, 48, 3)
     metrics = json.loads((project / "metrics/eval.json").read_text())
@@ -75,8 +86,16 @@ def test_folder_colour_then_grayscale_classes_end_to_end(tmp_path):
             save(gray / name / f"{i:02d}.png", img[..., 0])
     set_params(project, folder={"path": str(gray), "channels": 1, "size": [16, 16]})
     out = sh("dvc repro", project)
-    for stage in ("download", "noisy_pairs", "train", "evaluate", "plots", "anomaly_class@0", "anomaly_class@1",
-                  "anomaly"):  # fmt: skip
+    for stage in (
+        "download",
+        "noisy_pairs",
+        "train",
+        "evaluate",
+        "plots",
+        "anomaly_class@0",
+        "anomaly_class@1",
+        "anomaly",
+    ):
         assert f"Running stage '{stage}'" in out
     raw = json.loads((project / "data/raw/classes.json").read_text())
     assert raw["classes"] == ["circle", "square"] and raw["size"] == [16, 16] and raw["channels"] == 1

@@ -141,7 +141,7 @@ def test_pixel_limit_is_an_error_never_a_warning(tmp_path, limit):
     with pytest.raises(ImageError, match=f"10,000 pixels, over the limit of {limit:,} \\(--max-pixels\\)"):
         read_image(src, 1, max_pixels=limit)
     assert read_image(src, 1, max_pixels=10_000).pixels.shape == (100, 100, 1)
-    assert Image.MAX_IMAGE_PIXELS == pillow_limit, "Pillow's global limit is restored"
+    assert pillow_limit == Image.MAX_IMAGE_PIXELS, "Pillow's global limit is restored"
 
 
 def test_existing_output_is_not_replaced_without_overwrite(tmp_path):
@@ -227,9 +227,12 @@ def test_process_batches_tiles_resizes_and_carries_on_after_failures(tmp_path):
     again, _ = process(sources[:1], f, (8, 8, 1), out_dir=tmp_path / "out")
     assert "already exists" in again[0].error
     resized, _ = process(
-        [Source(tmp_path / "in/big.png", Path("big.png"))], f, (8, 8, 1),
-        out_dir=tmp_path / "resized", resize_to_model=True,
-    )  # fmt: skip
+        [Source(tmp_path / "in/big.png", Path("big.png"))],
+        f,
+        (8, 8, 1),
+        out_dir=tmp_path / "resized",
+        resize_to_model=True,
+    )
     with Image.open(tmp_path / "resized/big.png") as im:
         assert im.size == (13, 21)
     assert resized[0].score == 0.0, "scored at the model's size, on what the model saw"

@@ -102,9 +102,12 @@ def test_out_of_space_is_one_clear_error_naming_the_output(tmp_path, code):
 
 def test_nested_write_is_reported_under_the_outer_name(tmp_path):
     target = tmp_path / "model.bin"
-    with pytest.raises(CaeError, match=r"writing .*model\.bin \("), atomic_path(target) as tmp:
-        with atomic_path(tmp):  # e.g. write_json(tmp, …) into an outer temporary name
-            raise OSError(errno.ENOSPC, "No space left on device")
+    with (
+        pytest.raises(CaeError, match=r"writing .*model\.bin \("),
+        atomic_path(target) as tmp,
+        atomic_path(tmp),  # e.g. write_json(tmp, …) into an outer temporary name
+    ):
+        raise OSError(errno.ENOSPC, "No space left on device")
     assert not target.exists() and _leftovers(tmp_path) == []
 
 

@@ -20,8 +20,15 @@ from cae.latent import (
     sample_density,
     standardised,
 )
-from cae.model import Reparameterise, build_autoencoder, compile_autoencoder, decoder_of, encoder_of, load_model
-from cae.model import save_model
+from cae.model import (
+    Reparameterise,
+    build_autoencoder,
+    compile_autoencoder,
+    decoder_of,
+    encoder_of,
+    load_model,
+    save_model,
+)
 
 
 def two_clusters(n, dims=4, seed=0, gap=10.0):
@@ -150,8 +157,12 @@ def test_variational_model_adds_a_kl_term_samples_in_training_only_and_loads_saf
     assert not np.array_equal(model(x, training=True), model(x, training=True))
     code = encoder_of(model)
     assert code.output.shape[1:] == (3,) and code.layers[-1].name == "enc_latent"
-    np.testing.assert_allclose(decoder_of(model).predict(code.predict(x, verbose=0), verbose=0),
-                               model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        decoder_of(model).predict(code.predict(x, verbose=0), verbose=0),
+        model.predict(x, verbose=0),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     save_model(model, tmp_path / "vae.keras")
     loaded = load_model(tmp_path / "vae.keras")  # safe mode: the layer is registered
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
@@ -162,8 +173,12 @@ def test_decoder_of_a_plain_dense_code_and_of_a_model_without_one():
     x = np.random.default_rng(0).random((4, 8, 8, 1)).astype(np.float32)
     decoder = decoder_of(model)
     assert decoder.input.shape[1:] == (2,) and decoder.output.shape[1:] == (8, 8, 1)
-    np.testing.assert_allclose(decoder.predict(encoder_of(model).predict(x, verbose=0), verbose=0),
-                               model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        decoder.predict(encoder_of(model).predict(x, verbose=0), verbose=0),
+        model.predict(x, verbose=0),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     for cfg in (ModelParams(filters=[4]), ModelParams(filters=[4], latent_dim=2, skip=True)):
         with pytest.raises(CaeError, match="no decoder of its code alone"):
             decoder_of(build_autoencoder(cfg, (8, 8, 1)))
@@ -185,15 +200,21 @@ def test_latent_defaults_have_their_own_dense_model():
     ("raw", "line"),
     [
         ({"model": {"variational": True}}, "params.yaml: model.variational: needs a dense code: set latent_dim"),
-        ({"model": {"variational": True, "latent_dim": 4, "skip": True}},
-         "params.yaml: model.variational: cannot combine with skip or residual"),
+        (
+            {"model": {"variational": True, "latent_dim": 4, "skip": True}},
+            "params.yaml: model.variational: cannot combine with skip or residual",
+        ),
         ({"model": {"variational": "yes please"}}, "params.yaml: model.variational: Input should be a valid boolean"),
         ({"model": {"kl_weight": -1}}, "params.yaml: model.kl_weight: Input should be greater than or equal to 0"),
         ({"latent": {"model": {"latent_dim": None}}}, "params.yaml: latent.model: latent_dim must be a number"),
-        ({"latent": {"model": {"latent_dim": 4, "residual": True}}},
-         "params.yaml: latent.model: skip and residual must be false"),
-        ({"latent": {"model": {"latent_dim": 4, "variational": True}}},
-         "params.yaml: latent.model: variational must be false here"),
+        (
+            {"latent": {"model": {"latent_dim": 4, "residual": True}}},
+            "params.yaml: latent.model: skip and residual must be false",
+        ),
+        (
+            {"latent": {"model": {"latent_dim": 4, "variational": True}}},
+            "params.yaml: latent.model: variational must be false here",
+        ),
         ({"latent": {"model": {"latent_dim": 0}}}, "params.yaml: latent.model.latent_dim: Input should be greater"),
         ({"latent": {"epochs": 0}}, "params.yaml: latent.epochs: Input should be greater than 0"),
         ({"latent": {"batch_size": 2.5}}, "params.yaml: latent.batch_size: Input should be a valid integer"),

@@ -6,6 +6,7 @@ checks their outputs, that a forced rerun gives the same bytes, and which params
 
 import json
 
+import numpy as np
 import pytest
 import yaml
 from conftest import copy_project, first_repro_log
@@ -27,10 +28,14 @@ def test_latent_outputs_same_bytes_when_forced_and_what_reruns(pipeline_done, tm
     for variant in ("plain", "variational"):
         assert (project / f"models/embedding-{variant}.keras").is_file()
         for split, n in (("train", 3600), ("test", 1000)):
-            assert (project / f"data/latent/{variant}_{split}.npy").is_file()
+            codes = np.load(project / f"data/latent/{variant}_{split}.npy")
+            assert codes.ndim == 2 and len(codes) == n
     metrics = json.loads((project / "metrics/latent.json").read_text())
     assert set(metrics) == {f"{p}{k}" for p in ("", "pca_", "vae_") for k in PROBES} | {
-        "latent_dim", "train_images", "test_images"}  # fmt: skip
+        "latent_dim",
+        "train_images",
+        "test_images",
+    }
     dims = yaml.safe_load((project / "params.yaml").read_text())["latent"]["model"]["latent_dim"]
     assert metrics["latent_dim"] == dims and metrics["train_images"] == 3600 and metrics["test_images"] == 1000
     assert all(0.1 < metrics[f"{p}{k}"] <= 1 for p in ("", "pca_", "vae_") for k in PROBES)

@@ -18,8 +18,7 @@ from cae.train import train_autoencoder
 def test_default_is_exactly_the_reference_architecture():
     model = build_autoencoder(ModelParams(), (28, 28, 1))
     summary = [
-        (type(layer).__name__, getattr(layer, "filters", None), layer.output.shape[1:])
-        for layer in model.layers[1:]
+        (type(layer).__name__, getattr(layer, "filters", None), layer.output.shape[1:]) for layer in model.layers[1:]
     ]
     assert summary == [
         ("Conv2D", 16, (28, 28, 16)),
@@ -70,8 +69,9 @@ def test_dense_bottleneck_gives_a_vector_code_and_round_trips(tmp_path):
     assert encoder_of(model).output.shape[1:] == (5,)
     save_model(model, tmp_path / "m.keras")
     x = np.random.default_rng(0).random((2, 8, 8, 1), dtype=np.float32)
-    np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict(x, verbose=0), model.predict(x, verbose=0),
-                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        load_model(tmp_path / "m.keras").predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6
+    )
 
 
 def test_size_the_architecture_cannot_take_says_which_sizes_work():
@@ -170,8 +170,9 @@ def test_every_preset_builds_trains_a_step_and_round_trips(preset, tmp_path):
     x = np.random.default_rng(0).random((4, 16, 16, 1), dtype=np.float32)
     assert np.isfinite(model.train_on_batch(x, x))
     save_model(model, tmp_path / "m.keras")
-    np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict(x, verbose=0), model.predict(x, verbose=0),
-                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        load_model(tmp_path / "m.keras").predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_unet_has_skip_connections_and_batch_norm():
@@ -179,7 +180,10 @@ def test_unet_has_skip_connections_and_batch_norm():
     kinds = _layer_kinds(model)
     assert kinds.count("Concatenate") == 2 and "BatchNormalization" in kinds
     concat = [layer for layer in model.layers if type(layer).__name__ == "Concatenate"]
-    assert [tuple(c.output.shape[1:]) for c in concat] == [(14, 14, 128), (28, 28, 96)]  # 64 up + 64 skip; 64 up + 32 skip
+    assert [tuple(c.output.shape[1:]) for c in concat] == [
+        (14, 14, 128),
+        (28, 28, 96),
+    ]  # 64 up + 64 skip; 64 up + 32 skip
 
 
 def test_residual_output_subtracts_predicted_noise_and_stays_in_range():

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import copy_project
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
-from conftest import copy_project
 from project_copy import REPO
 
 NOTEBOOK = Path("notebooks/explore.ipynb")

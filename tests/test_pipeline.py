@@ -12,8 +12,17 @@ import pytest
 from conftest import copy_project, first_repro_log
 from project_copy import sh
 
-EVAL_KEYS = {"denoise_psnr", "denoise_ssim", "noisy_psnr", "noisy_ssim", "recon_psnr", "recon_ssim", "recon_bce",
-             "test_images", "score_threshold"}  # fmt: skip
+EVAL_KEYS = {
+    "denoise_psnr",
+    "denoise_ssim",
+    "noisy_psnr",
+    "noisy_ssim",
+    "recon_psnr",
+    "recon_ssim",
+    "recon_bce",
+    "test_images",
+    "score_threshold",
+}
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -34,10 +43,15 @@ def test_repro_then_noop_then_force_is_byte_identical_then_experiment(pipeline_d
     for stage in ("download", "noisy_pairs", "baselines", "train", "evaluate", "plots"):
         assert f"Running stage '{stage}'" in out
     for path in (
-        "data/raw/x_train.npy", "data/prepared/x_test_noisy.npy", "models/autoencoder.keras",
-        "plots/reconstructions.png", "plots/denoising.png", "dvclive/plots/metrics/train/loss.tsv",
-        "dvclive/plots/metrics/eval/loss.tsv", "dvc.lock",
-    ):  # fmt: skip
+        "data/raw/x_train.npy",
+        "data/prepared/x_test_noisy.npy",
+        "models/autoencoder.keras",
+        "plots/reconstructions.png",
+        "plots/denoising.png",
+        "dvclive/plots/metrics/train/loss.tsv",
+        "dvclive/plots/metrics/eval/loss.tsv",
+        "dvc.lock",
+    ):
         assert (project / path).is_file(), path
     metrics = read_metrics(project)
     assert set(metrics["eval.json"]) == EVAL_KEYS

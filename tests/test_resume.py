@@ -41,8 +41,16 @@ def _fit(backup_dir, callbacks=(), in_memory=None, clean=None, **overrides):
     noisy, float_clean = _tiny_data()
     clean = float_clean if clean is None else clean
     runtime.make_deterministic(params.seed)
-    return train_autoencoder(params, noisy[:48], clean[:48], noisy[48:], clean[48:], callbacks=list(callbacks),
-                             backup_dir=backup_dir, in_memory=in_memory)  # fmt: skip
+    return train_autoencoder(
+        params,
+        noisy[:48],
+        clean[:48],
+        noisy[48:],
+        clean[48:],
+        callbacks=list(callbacks),
+        backup_dir=backup_dir,
+        in_memory=in_memory,
+    )
 
 
 def test_each_epoch_order_depends_on_seed_and_epoch_only():
@@ -217,8 +225,13 @@ def test_dvc_repro_after_sigkill_mid_training_matches_an_uninterrupted_run(tmp_p
     assert "up to date" in sh("dvc status train", killed)
 
     sh("dvc repro train", straight, timeout=300)
-    for path in ("metrics/train.json", "models/autoencoder.keras", "dvclive/metrics.json",
-                 "dvclive/plots/metrics/train/loss.tsv", "dvclive/plots/metrics/eval/loss.tsv"):  # fmt: skip
+    for path in (
+        "metrics/train.json",
+        "models/autoencoder.keras",
+        "dvclive/metrics.json",
+        "dvclive/plots/metrics/train/loss.tsv",
+        "dvclive/plots/metrics/eval/loss.tsv",
+    ):
         assert (killed / path).read_bytes() == (straight / path).read_bytes(), path
     assert len((killed / "dvclive/plots/metrics/train/loss.tsv").read_text().splitlines()) == 7  # header + 6 epochs
     assert (killed / "dvc.lock").read_text() == (straight / "dvc.lock").read_text()

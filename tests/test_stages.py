@@ -9,16 +9,32 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["download", "noisy_pairs", "baselines", "train", "evaluate", "plots", "anomaly_class", "anomaly",
-          "train_embedding", "latent", "generate"]  # fmt: skip
+STAGES = [
+    "download",
+    "noisy_pairs",
+    "baselines",
+    "train",
+    "evaluate",
+    "plots",
+    "anomaly_class",
+    "anomaly",
+    "train_embedding",
+    "latent",
+    "generate",
+]
 
 
 def run_stage(name, cwd, timeout=300, args=(), **kwargs):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     return subprocess.run(
         [sys.executable, "-m", f"cae.stages.{name}", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, **kwargs,
-    )  # fmt: skip
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
 
 
 def write_params(directory, **overrides):
@@ -71,8 +87,9 @@ def test_bad_steps_per_execution_stops_train_with_one_line(tmp_path):
     write_params(tmp_path, steps_per_execution=0)
     proc = run_stage("train", tmp_path, timeout=60)
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip().splitlines() == ["error: params.yaml: steps_per_execution: Input should be "
-                                                "greater than 0 (got 0)"]  # fmt: skip
+    assert proc.stderr.strip().splitlines() == [
+        "error: params.yaml: steps_per_execution: Input should be greater than 0 (got 0)"
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"], "nothing may be written"
 
 
@@ -104,10 +121,16 @@ def write_prepared_test_split(root):
     from cae.io import write_arrays
 
     x = np.zeros((2, 28, 28, 1), np.uint8)
-    write_arrays(root / "data/prepared", {
-        "x_test": x, "x_test_noisy": x.astype(np.float32), "x_val": x,
-        "test_levels": np.array([0.4], np.float32), "x_test_levels": x[None].astype(np.float32),
-    })  # fmt: skip
+    write_arrays(
+        root / "data/prepared",
+        {
+            "x_test": x,
+            "x_test_noisy": x.astype(np.float32),
+            "x_val": x,
+            "test_levels": np.array([0.4], np.float32),
+            "x_test_levels": x[None].astype(np.float32),
+        },
+    )
 
 
 def test_missing_model_says_to_train_first(tmp_path):
@@ -136,8 +159,10 @@ def test_image_size_the_model_cannot_take(tmp_path):
 
     write_params(tmp_path, model__filters=[8, 8, 8])  # 3 levels: 28 is not a multiple of 8
     x = np.zeros((4, 28, 28, 1), np.uint8)
-    write_arrays(tmp_path / "data/prepared", {n: x for n in ("x_train", "x_val")} | {
-        n: x.astype(np.float32) for n in ("x_train_noisy", "x_val_noisy")})  # fmt: skip
+    write_arrays(
+        tmp_path / "data/prepared",
+        {n: x for n in ("x_train", "x_val")} | {n: x.astype(np.float32) for n in ("x_train_noisy", "x_val_noisy")},
+    )
     proc = run_stage("train", tmp_path)
     assert proc.returncode == 2
     assert "multiples of 8" in proc.stderr and "model.filters" in proc.stderr
@@ -146,8 +171,10 @@ def test_image_size_the_model_cannot_take(tmp_path):
 
 def test_anomaly_class_needs_a_class_of_anomaly_classes(tmp_path):
     write_params(tmp_path, anomaly__classes=[0, 1])
-    for args, words in [((), "usage: python -m cae.stages.anomaly_class CLASS"),
-                        (("7",), "class 7 is not in anomaly.classes [0, 1]")]:  # fmt: skip
+    for args, words in [
+        ((), "usage: python -m cae.stages.anomaly_class CLASS"),
+        (("7",), "class 7 is not in anomaly.classes [0, 1]"),
+    ]:
         assert usage_error("anomaly_class", tmp_path, args).startswith(f"error: {words}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
@@ -173,8 +200,9 @@ def test_anomaly_without_the_class_stages_says_which_to_run(tmp_path):
     from cae.io import write_arrays
 
     write_params(tmp_path, anomaly__classes=[0, 1], anomaly__example_class=0)
-    write_arrays(tmp_path / "data/prepared", {"x_test": np.zeros((2, 28, 28, 1), np.uint8),
-                                              "y_test": np.array([0, 1], np.uint8)})  # fmt: skip
+    write_arrays(
+        tmp_path / "data/prepared", {"x_test": np.zeros((2, 28, 28, 1), np.uint8), "y_test": np.array([0, 1], np.uint8)}
+    )
     proc = run_stage("anomaly", tmp_path)
     assert proc.returncode == 2
     assert "data/anomaly/0: not found; run `dvc repro anomaly_class@0`" in proc.stderr
@@ -202,7 +230,8 @@ def test_latent_and_generate_say_which_stage_to_run_first(tmp_path):
     assert proc.returncode == 2 and "data/latent: not found; run `dvc repro latent`" in proc.stderr
     proc = run_stage("latent", tmp_path)
     assert proc.returncode == 2
-    assert error_lines(proc) == ["error: models/embedding-plain.keras: not found; "
-                                 "run `dvc repro train_embedding@plain`"]  # fmt: skip
+    assert error_lines(proc) == [
+        "error: models/embedding-plain.keras: not found; run `dvc repro train_embedding@plain`"
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "params.yaml"]
     assert not (tmp_path / "data/latent").exists()

@@ -66,21 +66,28 @@ def s3_server(monkeypatch):
     pytest.importorskip("moto.server", reason="moto[server] is not installed")
     pytest.importorskip("dvc_s3", reason="dvc-s3 is not installed")
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)  # noqa: S310 - local test server
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.skip(f"moto's S3 server did not start on 127.0.0.1:{port}")
                 time.sleep(0.2)
-        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                           "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
             monkeypatch.setenv(key, value)
         monkeypatch.delenv("AWS_PROFILE", raising=False)
         import boto3
@@ -94,8 +101,9 @@ def s3_server(monkeypatch):
 
 def test_s3_remote_round_trip(pipeline_done, tmp_path, s3_server):
     project = copy_project(pipeline_done, tmp_path / "project")
-    _round_trip(project, tmp_path, "s3://cae-shared/store",
-                setup=f"&& dvc remote modify shared endpointurl {s3_server}")  # fmt: skip
+    _round_trip(
+        project, tmp_path, "s3://cae-shared/store", setup=f"&& dvc remote modify shared endpointurl {s3_server}"
+    )
     import boto3
 
     keys = boto3.client("s3", endpoint_url=s3_server).list_objects_v2(Bucket="cae-shared")["KeyCount"]

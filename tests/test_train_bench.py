@@ -16,9 +16,27 @@ def _bench():
 
 def test_benchmark_measures_both_ways_and_the_time_to_a_loss(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    results = _bench().main(["--images", "256", "--rounds", "1", "--epochs-per-fit", "2", "--presets", "fast",
-                             "--target", "0.69", "--check-every", "1", "--max-epochs", "1", "--skip-dvc",
-                             "--json", str(out)])  # fmt: skip
+    results = _bench().main(
+        [
+            "--images",
+            "256",
+            "--rounds",
+            "1",
+            "--epochs-per-fit",
+            "2",
+            "--presets",
+            "fast",
+            "--target",
+            "0.69",
+            "--check-every",
+            "1",
+            "--max-epochs",
+            "1",
+            "--skip-dvc",
+            "--json",
+            str(out),
+        ]
+    )
     assert json.loads(out.read_text()) == json.loads(json.dumps(results))
     rates = results["throughput"]
     assert set(rates) == {"reference (fit on NumPy arrays)", "project (train_autoencoder)"}

@@ -76,8 +76,9 @@ def ssim_scores(images: np.ndarray, recon: np.ndarray) -> np.ndarray:
     win -= 1 - win % 2  # odd, no larger than the image
     out = np.empty(len(images))
     for i in range(len(images)):
-        out[i] = 1.0 - structural_similarity(images[i].astype(np.float64), recon[i].astype(np.float64),
-                                             data_range=1.0, channel_axis=-1, win_size=win)  # fmt: skip
+        out[i] = 1.0 - structural_similarity(
+            images[i].astype(np.float64), recon[i].astype(np.float64), data_range=1.0, channel_axis=-1, win_size=win
+        )
     return out
 
 

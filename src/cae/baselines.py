@@ -212,9 +212,7 @@ def _chunks(n: int, workers: int) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def _run_tasks(
-    tasks: list[tuple[str, np.ndarray, dict]], workers: int, desc: str, progress: bool
-) -> list[np.ndarray]:
+def _run_tasks(tasks: list[tuple[str, np.ndarray, dict]], workers: int, desc: str, progress: bool) -> list[np.ndarray]:
     """Run ``_denoise_chunk`` on every task, in order, in-process or over processes."""
     total = sum(len(t[1]) for t in tasks)
     bar = tqdm(total=total, desc=desc, unit="img", leave=False, disable=None if progress else True)

@@ -110,61 +110,89 @@ def build_parser() -> argparse.ArgumentParser:
 
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument(
-        "--model", type=Path, default=MODEL_PATH, metavar="FILE",
+        "--model",
+        type=Path,
+        default=MODEL_PATH,
+        metavar="FILE",
         help="the trained model (default: %(default)s, the pipeline's output)",
-    )  # fmt: skip
+    )
     images = argparse.ArgumentParser(add_help=False, parents=[model])
     images.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, folder of images or glob pattern")
     images.add_argument("-r", "--recursive", action="store_true", help="also take images in sub-folders of folders")
     images.add_argument(
-        "--resize", action="store_true",
+        "--resize",
+        action="store_true",
         help="resize each image to the model's size and back (default: overlapping tiles at full resolution)",
-    )  # fmt: skip
+    )
     images.add_argument(
-        "--convert", action="store_true",
+        "--convert",
+        action="store_true",
         help="convert images to the model's mode (grayscale or RGB) instead of refusing them",
-    )  # fmt: skip
+    )
     images.add_argument(
-        "--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE, metavar="N",
+        "--batch-size",
+        type=_positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        metavar="N",
         help="images (or tiles) per model call (default: %(default)s)",
-    )  # fmt: skip
+    )
     images.add_argument(
-        "--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+        "--max-pixels",
+        type=_positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
         help="refuse images with more pixels than this (default: %(default)s)",
-    )  # fmt: skip
+    )
     images.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
     images.add_argument("-v", "--verbose", action="store_true", help="also print where the time went")
 
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument(
-        "-o", "--output", type=Path, required=True, metavar="OUTDIR",
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="OUTDIR",
         help="folder for the results (created if needed)",
-    )  # fmt: skip
+    )
     for name, summary, description in (
         ("denoise", "denoise images", "Denoise images: the model maps noisy images to clean ones."),
-        ("reconstruct", "reconstruct images through the autoencoder",
-         "Reconstruct images through the autoencoder: the same model and code as\n"
-         "`denoise`, for a model trained with task=reconstruct (clean → clean)."),
-    ):  # fmt: skip
+        (
+            "reconstruct",
+            "reconstruct images through the autoencoder",
+            "Reconstruct images through the autoencoder: the same model and code as\n"
+            "`denoise`, for a model trained with task=reconstruct (clean → clean).",
+        ),
+    ):
         cmd = sub.add_parser(
-            name, parents=[output, images], help=summary, description=description,
-            epilog=IMAGES_EPILOG.format(cmd=name), formatter_class=fmt,
-        )  # fmt: skip
+            name,
+            parents=[output, images],
+            help=summary,
+            description=description,
+            epilog=IMAGES_EPILOG.format(cmd=name),
+            formatter_class=fmt,
+        )
         cmd.set_defaults(run=_run_images)
 
     score = sub.add_parser(
-        "score", parents=[images], help="anomaly score (reconstruction error) per image",
+        "score",
+        parents=[images],
+        help="anomaly score (reconstruction error) per image",
         description="Print an anomaly score per image: its reconstruction error.",
-        epilog=SCORE_EPILOG, formatter_class=fmt,
-    )  # fmt: skip
+        epilog=SCORE_EPILOG,
+        formatter_class=fmt,
+    )
     score.add_argument("--csv", type=Path, metavar="FILE", help="also write the scores to this CSV file")
     score.set_defaults(run=_run_images, output=None)
 
     info = sub.add_parser(
-        "info", parents=[model], help="the model, the params it was trained with, its metrics",
+        "info",
+        parents=[model],
+        help="the model, the params it was trained with, its metrics",
         description="Describe the model: architecture, training params and checksums (dvc.lock), metrics.",
-        epilog=INFO_EPILOG, formatter_class=fmt,
-    )  # fmt: skip
+        epilog=INFO_EPILOG,
+        formatter_class=fmt,
+    )
     info.set_defaults(run=_run_info)
     return parser
 
@@ -210,9 +238,17 @@ def _run_images(args: argparse.Namespace) -> int:
         total=len(sources), unit="img", file=sys.stderr, leave=False, disable=None if len(sources) > 1 else True
     ) as bar:
         outcomes, timing = process(
-            sources, predict, shape, out_dir=args.output, resize_to_model=args.resize, convert=args.convert,
-            overwrite=args.overwrite, max_pixels=args.max_pixels, batch_size=args.batch_size, progress=bar.update,
-        )  # fmt: skip
+            sources,
+            predict,
+            shape,
+            out_dir=args.output,
+            resize_to_model=args.resize,
+            convert=args.convert,
+            overwrite=args.overwrite,
+            max_pixels=args.max_pixels,
+            batch_size=args.batch_size,
+            progress=bar.update,
+        )
     done = [o for o in outcomes if o.error is None]
     if args.command == "score":
         _print_scores(done, threshold)
@@ -276,9 +312,7 @@ def _threshold(model_path: Path) -> float | None:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CaeError(f"{EVAL_PATH}: no readable 'score_threshold' ({exc}); rerun `dvc repro`") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise CaeError(
-            f"{EVAL_PATH}: 'score_threshold' must be a finite number (got {value!r}); rerun `dvc repro`"
-        )
+        raise CaeError(f"{EVAL_PATH}: 'score_threshold' must be a finite number (got {value!r}); rerun `dvc repro`")
     return float(value)
 
 

@@ -125,10 +125,21 @@ LossName = Literal["bce", "mse", "mae", "ssim"]
 PRESETS: dict[str, dict] = {
     # the reference Keras script: Conv(16)-Pool-Conv(8)-Pool, mirrored with UpSampling
     "reference": {
-        "filters": [16, 8], "kernel_size": 3, "activation": "relu", "downsample": "maxpool",
-        "upsample": "upsampling", "convs_per_level": 1, "batch_norm": False, "skip": False,
-        "residual": False, "head": "conv", "learning_rate": 1e-3, "loss": "bce", "latent_dim": None,
-        "variational": False, "kl_weight": 1.0,
+        "filters": [16, 8],
+        "kernel_size": 3,
+        "activation": "relu",
+        "downsample": "maxpool",
+        "upsample": "upsampling",
+        "convs_per_level": 1,
+        "batch_norm": False,
+        "skip": False,
+        "residual": False,
+        "head": "conv",
+        "learning_rate": 1e-3,
+        "loss": "bce",
+        "latent_dim": None,
+        "variational": False,
+        "kl_weight": 1.0,
     },
     # the same shape, four times the filters
     "wide": {"filters": [32, 64]},
@@ -145,9 +156,14 @@ PRESETS: dict[str, dict] = {
     # speed to quality on a CPU: the reference's code size (7×7×8), strided convolutions down,
     # transposed up, the last of them the output (no convolution at full resolution), a higher
     # learning rate; no skips
-    "fast": {"filters": [32, 8], "downsample": "strided", "upsample": "transpose", "head": "transpose",
-             "learning_rate": 5e-3},
-}  # fmt: skip
+    "fast": {
+        "filters": [32, 8],
+        "downsample": "strided",
+        "upsample": "transpose",
+        "head": "transpose",
+        "learning_rate": 5e-3,
+    },
+}
 
 
 class ModelParams(Section):
@@ -313,8 +329,9 @@ class LatentParams(Section):
         if v.skip or v.residual:
             raise ValueError("skip and residual must be false: the decoder must read the code alone")
         if v.variational:
-            raise ValueError("variational must be false here: train_embedding@variational trains the "
-                             "variational twin of this model")  # fmt: skip
+            raise ValueError(
+                "variational must be false here: train_embedding@variational trains the variational twin of this model"
+            )
         return v
 
 
@@ -364,7 +381,7 @@ def _format_error(source: str, err: ValidationError) -> str:
             base.append(str(part))
         groups.setdefault(".".join(base) or "(top level)", []).append(e)
     lines = []
-    for base, errors in groups.items():
+    for errors in groups.values():
         matched = [e for e in errors if not e["type"].endswith(("_type", "_parsing"))]
         e = max(matched or errors, key=lambda err: len(err["loc"]))  # the most specific
         key = ".".join(str(p) for p in e["loc"] if not _is_type_tag(p)) or "(top level)"
@@ -406,7 +423,9 @@ def load_params(path: str | os.PathLike = DEFAULT_PARAMS) -> Params:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         if isinstance(exc, yaml.constructor.ConstructorError):  # e.g. !!python/object: never constructed
-            raise ParamsError(f"{path}:{where} the YAML tag there is not allowed: params are plain data "
-                              f"(safe_load), never code ({exc.problem})") from None  # fmt: skip
+            raise ParamsError(
+                f"{path}:{where} the YAML tag there is not allowed: params are plain data "
+                f"(safe_load), never code ({exc.problem})"
+            ) from None
         raise ParamsError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
     return parse_params(raw, str(path))

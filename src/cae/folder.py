@@ -181,8 +181,9 @@ def write_folder_dataset(cfg: FolderParams, out_dir: Path) -> dict:
         with open(pixels_file, "wb") as sink:
             for path, label in scan.files:
                 try:
-                    picture = read_image(path, cfg.channels, convert=True, max_pixels=cfg.max_pixels,
-                                         limit_name="folder.max_pixels")  # fmt: skip
+                    picture = read_image(
+                        path, cfg.channels, convert=True, max_pixels=cfg.max_pixels, limit_name="folder.max_pixels"
+                    )
                 except CaeError as exc:  # ImageError: unreadable, corrupt, too large, …
                     skipped.append((path, str(exc)))
                     continue
@@ -201,7 +202,9 @@ def write_folder_dataset(cfg: FolderParams, out_dir: Path) -> dict:
                 labels.append(label)
         _report(root, len(scan.files) + len(scan.skipped), skipped, converted, cfg.channels)
         if len(labels) < 2:
-            raise DataError(f"folder.path: {root}: {len(labels)} usable image(s), at least 2 needed{_skip_note(skipped)}")
+            raise DataError(
+                f"folder.path: {root}: {len(labels)} usable image(s), at least 2 needed{_skip_note(skipped)}"
+            )
         y = np.asarray(labels, dtype=np.uint8)
         train, test, single = split_by_class(y, cfg.test_fraction, cfg.seed)
         if not len(test):
@@ -236,9 +239,13 @@ def write_folder_dataset(cfg: FolderParams, out_dir: Path) -> dict:
 
 def _kind(reason: str) -> str:
     """A skipped file's reason, as a category for the summary line."""
-    for words, kind in (("limit", "over folder.max_pixels"), ("loop", "symbolic link loop"),
-                        ("not an image file", "not an image file"), ("unreadable", "unreadable or corrupt"),
-                        ("corrupt", "unreadable or corrupt")):  # fmt: skip
+    for words, kind in (
+        ("limit", "over folder.max_pixels"),
+        ("loop", "symbolic link loop"),
+        ("not an image file", "not an image file"),
+        ("unreadable", "unreadable or corrupt"),
+        ("corrupt", "unreadable or corrupt"),
+    ):
         if words in reason:
             return kind
     return reason.split(" (")[0]
@@ -251,9 +258,17 @@ def _report(root: Path, total: int, skipped: list[tuple[Path, str]], converted: 
         log.warning("… and %d more skipped", len(skipped) - _WARN_FILES)
     if skipped:
         kinds = Counter(_kind(reason) for _, reason in skipped)
-        log.warning("skipped %d of %d entries under %s: %s", len(skipped), total, root,
-                    ", ".join(f"{n} {k}" for k, n in kinds.most_common()))  # fmt: skip
+        log.warning(
+            "skipped %d of %d entries under %s: %s",
+            len(skipped),
+            total,
+            root,
+            ", ".join(f"{n} {k}" for k, n in kinds.most_common()),
+        )
     if converted:
-        log.warning("converted %d image(s) to %s (folder.channels: %d)", converted,
-                    "grayscale" if channels == 1 else "RGB", channels)  # fmt: skip
-
+        log.warning(
+            "converted %d image(s) to %s (folder.channels: %d)",
+            converted,
+            "grayscale" if channels == 1 else "RGB",
+            channels,
+        )

@@ -140,7 +140,11 @@ def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
 
 
 def read_image(
-    path: Path, channels: int, *, convert: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
+    path: Path,
+    channels: int,
+    *,
+    convert: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     limit_name: str = "--max-pixels",
 ) -> Picture:
     """Read ``path`` for a model with ``channels`` (1: grayscale, 3: RGB).

@@ -207,7 +207,9 @@ class NpyRows:
         self.path = Path(path)
         with open(self.path, "rb") as f:
             version = np.lib.format.read_magic(f)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, fortran, dtype = read_header(f)
             self.offset = f.tell()
         if fortran or dtype.hasobject or not shape:
@@ -251,7 +253,8 @@ class NpyRows:
         if isinstance(rows, tuple):
             start, stop = rows
             return np.frombuffer(bytearray(self._read(start, stop - start)), self.dtype).reshape(
-                stop - start, *self.shape[1:])  # fmt: skip
+                stop - start, *self.shape[1:]
+            )
         out = np.empty((len(rows), *self.shape[1:]), self.dtype)
         flat = out.reshape(len(rows), -1).view(np.uint8) if out.size else out
         # consecutive indices are read together

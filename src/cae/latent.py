@@ -40,8 +40,7 @@ def standardised(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
     return (train - mean) / std, (test - mean) / std
 
 
-def knn_accuracy(train: np.ndarray, y_train: np.ndarray, test: np.ndarray, y_test: np.ndarray,
-                 k: int = KNN_K) -> float:  # fmt: skip
+def knn_accuracy(train: np.ndarray, y_train: np.ndarray, test: np.ndarray, y_test: np.ndarray, k: int = KNN_K) -> float:
     """Accuracy on ``test`` of the k-nearest-neighbour vote (Euclidean) over ``train``."""
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -76,8 +75,14 @@ def retrieval_precision(codes: np.ndarray, labels: np.ndarray, k: int = RETRIEVA
     return float(np.mean(labels[others] == labels[:, None]))
 
 
-def code_metrics(train: np.ndarray, y_train: np.ndarray, test: np.ndarray, y_test: np.ndarray,
-                 standardise: bool = False, prefix: str = "") -> dict[str, float]:  # fmt: skip
+def code_metrics(
+    train: np.ndarray,
+    y_train: np.ndarray,
+    test: np.ndarray,
+    y_test: np.ndarray,
+    standardise: bool = False,
+    prefix: str = "",
+) -> dict[str, float]:
     """``knn_acc``, ``linear_acc`` and ``retrieval_p10`` of one kind of code, keys prefixed."""
     train, test = flat(train), flat(test)
     near_train, near_test = standardised(train, test) if standardise else (train, test)
@@ -120,8 +125,9 @@ def fit_density(codes: np.ndarray, components: int, covariance: str, seed: int =
     """A Gaussian mixture fitted on ``codes`` (scikit-learn's ``GaussianMixture``)."""
     from sklearn.mixture import GaussianMixture
 
-    return GaussianMixture(n_components=min(components, len(codes)), covariance_type=covariance,
-                           random_state=seed, reg_covar=1e-5).fit(flat(codes))  # fmt: skip
+    return GaussianMixture(
+        n_components=min(components, len(codes)), covariance_type=covariance, random_state=seed, reg_covar=1e-5
+    ).fit(flat(codes))
 
 
 def sample_density(density, n: int, seed: int = 0) -> np.ndarray:

@@ -63,8 +63,7 @@ def _conv(x, filters: int, cfg: ModelParams, name: str, strides: int = 1, transp
     """One convolution (+ batch norm) + activation."""
     conv = layers.Conv2DTranspose if transpose else layers.Conv2D
     if not cfg.batch_norm:
-        return conv(filters, cfg.kernel_size, strides=strides, padding="same", activation=cfg.activation,
-                    name=name)(x)  # fmt: skip
+        return conv(filters, cfg.kernel_size, strides=strides, padding="same", activation=cfg.activation, name=name)(x)
     x = conv(filters, cfg.kernel_size, strides=strides, padding="same", use_bias=False, name=name)(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.Activation(cfg.activation, name=f"{name}_act")(x)
@@ -156,11 +155,13 @@ def build_autoencoder(cfg: ModelParams, input_shape: tuple[int, int, int], seed:
         x = layers.Subtract(name="input_minus_noise")([inputs, noise])
         outputs = layers.ReLU(max_value=1.0, name="reconstruction")(x)
     elif cfg.head == "transpose":  # the last doubling convolution is the output
-        outputs = layers.Conv2DTranspose(channels, cfg.kernel_size, strides=2, padding="same",
-                                         activation="sigmoid", name="reconstruction")(x)  # fmt: skip
+        outputs = layers.Conv2DTranspose(
+            channels, cfg.kernel_size, strides=2, padding="same", activation="sigmoid", name="reconstruction"
+        )(x)
     else:
-        outputs = layers.Conv2D(channels, cfg.kernel_size, padding="same", activation="sigmoid",
-                                name="reconstruction")(x)  # fmt: skip
+        outputs = layers.Conv2D(channels, cfg.kernel_size, padding="same", activation="sigmoid", name="reconstruction")(
+            x
+        )
     return keras.Model(inputs, outputs, name="autoencoder")
 
 
@@ -212,8 +213,11 @@ def make_loss(loss: str | dict[str, float]):
 def compile_autoencoder(model: keras.Model, cfg: ModelParams, steps_per_execution: int = 1) -> keras.Model:
     """Adam and the loss of ``cfg``; ``steps_per_execution`` training steps per call into
     TensorFlow (fewer Python round trips; the same weights)."""
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=make_loss(cfg.loss),
-                  steps_per_execution=steps_per_execution)  # fmt: skip
+    model.compile(
+        optimizer=keras.optimizers.Adam(cfg.learning_rate),
+        loss=make_loss(cfg.loss),
+        steps_per_execution=steps_per_execution,
+    )
     return model
 
 
@@ -231,8 +235,10 @@ def decoder_of(model: keras.Model) -> keras.Model:
     """
     names = [layer.name for layer in model.layers]
     if "dec_dense" not in names or "input_minus_noise" in names or any("_skip" in n for n in names):
-        raise CaeError(f"model {model.name!r} has no decoder of its code alone: it needs model.latent_dim "
-                       "and neither model.skip nor model.residual")  # fmt: skip
+        raise CaeError(
+            f"model {model.name!r} has no decoder of its code alone: it needs model.latent_dim "
+            "and neither model.skip nor model.residual"
+        )
     start = names.index("dec_dense")
     code = keras.Input(shape=(model.layers[start].input.shape[-1],), name="code")
     x = code
@@ -253,20 +259,19 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> None:
     with tempfile.TemporaryDirectory(prefix=TMP_PREFIX, dir=path.parent) as tmpdir:
         raw = Path(tmpdir) / "model.keras"
         model.save(raw)
-        with zipfile.ZipFile(raw) as src, atomic_path(path) as tmp:
-            with zipfile.ZipFile(tmp, "w") as dst:
-                for info in src.infolist():
-                    data = src.read(info)
-                    if info.filename == "metadata.json":
-                        meta = json.loads(data)
-                        meta.pop("date_saved", None)
-                        data = json.dumps(meta, sort_keys=True).encode()
-                    elif info.filename == "config.json":
-                        data = json.dumps(_renumber_shared_ids(json.loads(data), {})).encode()
-                    fixed = zipfile.ZipInfo(info.filename, date_time=_ZIP_EPOCH)
-                    fixed.compress_type = info.compress_type
-                    fixed.external_attr = 0o644 << 16
-                    dst.writestr(fixed, data)
+        with zipfile.ZipFile(raw) as src, atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as dst:
+            for info in src.infolist():
+                data = src.read(info)
+                if info.filename == "metadata.json":
+                    meta = json.loads(data)
+                    meta.pop("date_saved", None)
+                    data = json.dumps(meta, sort_keys=True).encode()
+                elif info.filename == "config.json":
+                    data = json.dumps(_renumber_shared_ids(json.loads(data), {})).encode()
+                fixed = zipfile.ZipInfo(info.filename, date_time=_ZIP_EPOCH)
+                fixed.compress_type = info.compress_type
+                fixed.external_attr = 0o644 << 16
+                dst.writestr(fixed, data)
 
 
 def _renumber_shared_ids(node, seen: dict[int, int]):

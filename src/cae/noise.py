@@ -75,9 +75,7 @@ NOISE: dict[str, Callable[..., np.ndarray]] = {
 NOISE_KINDS = tuple(NOISE)
 
 
-def corrupt(
-    x: np.ndarray, kind: str, factor: float, rng: np.random.Generator, block: int = 1
-) -> np.ndarray:
+def corrupt(x: np.ndarray, kind: str, factor: float, rng: np.random.Generator, block: int = 1) -> np.ndarray:
     """Apply the corruption ``kind`` at level ``factor`` to images ``x`` (float32, [0, 1])."""
     try:
         fn = NOISE[kind]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -57,8 +56,7 @@ def scatter_panels(panels: list[tuple[np.ndarray, np.ndarray, str]], path: str |
         labels = np.ravel(labels)
         for k, c in enumerate(classes):
             mask = labels == c
-            ax.scatter(points[mask, 0], points[mask, 1], s=3, color=cmap(k % cmap.N), label=str(c),
-                       rasterized=True)  # fmt: skip
+            ax.scatter(points[mask, 0], points[mask, 1], s=3, color=cmap(k % cmap.N), label=str(c), rasterized=True)
         ax.set_title(title, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -73,7 +71,5 @@ def reference_figure(clean: np.ndarray, recon: np.ndarray, path: str | os.PathLi
     image_rows([clean, recon], ["original", "reconstructed"], path)
 
 
-def denoising_figure(
-    noisy: np.ndarray, denoised: np.ndarray, clean: np.ndarray, path: str | os.PathLike
-) -> None:
+def denoising_figure(noisy: np.ndarray, denoised: np.ndarray, clean: np.ndarray, path: str | os.PathLike) -> None:
     image_rows([noisy, denoised, clean], ["noisy", "denoised", "clean"], path)

@@ -16,11 +16,18 @@ from cae.io import NpyWriter, atomic_path, chunk_rows
 from cae.noise import corrupt_into
 
 PREPARED_FILES = (
-    "x_train", "x_train_noisy", "y_train",
-    "x_val", "x_val_noisy", "y_val",
-    "x_test", "x_test_noisy", "y_test",
-    "test_levels", "x_test_levels",
-)  # fmt: skip
+    "x_train",
+    "x_train_noisy",
+    "y_train",
+    "x_val",
+    "x_val_noisy",
+    "y_val",
+    "x_test",
+    "x_test_noisy",
+    "y_test",
+    "test_levels",
+    "x_test_levels",
+)
 
 
 def to_float(x: np.ndarray) -> np.ndarray:
@@ -117,20 +124,29 @@ def fill_pairs(raw: dict[str, np.ndarray], params: Params, create) -> None:
             dst[start : start + len(part)] = src[part]
 
     def noisy(dst, src, idx: np.ndarray, levels: list[float], rng: np.random.Generator) -> None:
-        corrupt_into(dst, lambda part: to_float(src[idx[part]]), len(idx), noise.kind, levels, rng, noise.block,
-                     chunk)  # fmt: skip
+        corrupt_into(dst, lambda part: to_float(src[idx[part]]), len(idx), noise.kind, levels, rng, noise.block, chunk)
 
     x, y = raw["x_train"], raw["y_train"]
     for stream, (split, idx) in enumerate((("train", train_idx), ("val", val_idx)), start=1):
         copy(f"x_{split}", x, idx)
-        noisy(create(f"x_{split}_noisy", (len(idx), *shape), np.float32), x, idx, noise.train_levels,
-              np.random.default_rng([params.seed, stream]))  # fmt: skip
+        noisy(
+            create(f"x_{split}_noisy", (len(idx), *shape), np.float32),
+            x,
+            idx,
+            noise.train_levels,
+            np.random.default_rng([params.seed, stream]),
+        )
         create(f"y_{split}", (len(idx),), np.uint8)[:] = np.asarray(y[idx], np.uint8)
     x, every = raw["x_test"], np.arange(len(raw["x_test"]))
     copy("x_test", x, every)
     create("y_test", (len(x),), np.uint8)[:] = np.asarray(raw["y_test"][every], np.uint8)
-    noisy(create("x_test_noisy", (len(x), *shape), np.float32), x, every, [noise.test_level],
-          np.random.default_rng([params.seed, 3]))  # fmt: skip
+    noisy(
+        create("x_test_noisy", (len(x), *shape), np.float32),
+        x,
+        every,
+        [noise.test_level],
+        np.random.default_rng([params.seed, 3]),
+    )
     levels = noise.levels
     create("test_levels", (len(levels),), np.float32)[:] = np.asarray(levels, dtype=np.float32)
     stacked = create("x_test_levels", (len(levels), len(x), *shape), np.float32)

@@ -44,8 +44,9 @@ def fingerprint(params, *arrays: np.ndarray) -> str:
 
     h = hashlib.sha256()
     settings = {
-        "train": params.model_dump(mode="json", include={"seed", "epochs", "batch_size", "task", "model",
-                                                          "distribute"}),  # fmt: skip
+        "train": params.model_dump(
+            mode="json", include={"seed", "epochs", "batch_size", "task", "model", "distribute"}
+        ),
         "versions": [keras.__version__, tf.__version__, np.__version__],
     }
     h.update(json.dumps(settings, sort_keys=True).encode())
@@ -241,10 +242,13 @@ class TrainingBackup(keras.callbacks.BackupAndRestore):
             record = {"epoch": epoch, "variables": f"{stem}.npz", "history": self.history}
             with atomic_path(self.dir / f"{stem}.json") as tmp:
                 tmp.write_text(json.dumps(record))
-        except Exception as exc:  # noqa: BLE001 - a backup is a convenience, never a reason to stop
+        except Exception as exc:
             if not self._warned:
-                log.warning("cannot back up the training state in %s (%s); a killed run would restart "
-                            "from its last backup", self.dir, exc)  # fmt: skip
+                log.warning(
+                    "cannot back up the training state in %s (%s); a killed run would restart from its last backup",
+                    self.dir,
+                    exc,
+                )
                 self._warned = True
             return
         for old in self.dir.iterdir():  # keep only the newest complete pair

@@ -58,8 +58,9 @@ def _check_finite(history: dict[str, list[float]]) -> None:
 
 def write_loss_curves(history: dict[str, list[float]], log_dir: Path) -> None:
     """Write ``history`` as DVCLive files in ``log_dir``, as ``DVCLiveCallback`` would per epoch."""
-    from dvclive import Live
     from dvclive.utils import standardize_metric_name
+
+    from dvclive import Live
 
     live = Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False, report=None)
     for epoch in range(len(history.get("loss", []))):
@@ -88,8 +89,8 @@ def _patch_multi_worker_metric_reduction() -> None:
     """Work around Keras 3.15 under ``MultiWorkerMirroredStrategy``: the logged metrics
     (scalars) are averaged across workers with ``strategy.reduce("MEAN", v, axis=0)``,
     which fails on a scalar (``Invalid reduction dimension 0``). Average them whole."""
-    from keras.src.backend.tensorflow import trainer as tf_trainer
     from keras import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
 
     original = tf_trainer.reduce_per_replica
     if getattr(original, "_cae_patched", False):
@@ -161,7 +162,8 @@ def train_autoencoder(
         epochs=params.epochs,
         shuffle=False,  # the order is the batch source's
         # validation in order, batch by batch: from arrays in memory, or read from disk
-        validation_data=(as_float(val_inputs), as_float(val_targets)) if in_memory
+        validation_data=(as_float(val_inputs), as_float(val_targets))
+        if in_memory
         else EpochBatches(val_inputs, val_targets, params.batch_size, None),
         validation_batch_size=params.batch_size if in_memory else None,
         callbacks=callbacks,
@@ -173,5 +175,11 @@ def train_autoencoder(
     if log_dir is not None:
         write_loss_curves(history, Path(log_dir))
     run_here = len(history["loss"]) - recorder.resumed_from
-    return TrainResult(model, history, seconds, images=len(inputs) * run_here, train_images=len(inputs),
-                       resumed_from=recorder.resumed_from)  # fmt: skip
+    return TrainResult(
+        model,
+        history,
+        seconds,
+        images=len(inputs) * run_here,
+        train_images=len(inputs),
+        resumed_from=recorder.resumed_from,
+    )

@@ -64,8 +64,7 @@ def _locked_files(lock: Path, cache: Path) -> Iterator[tuple[Path, str]]:
 
 def corrupt_outputs(bad: dict[str, Path], lock: Path = Path("dvc.lock"), cache: Path = CACHE) -> list[Path]:
     """Workspace outputs recorded as a corrupt object whose content does not match."""
-    return [path for path, md5 in _locked_files(lock, cache)
-            if md5 in bad and path.is_file() and md5_of(path) != md5]  # fmt: skip
+    return [path for path, md5 in _locked_files(lock, cache) if md5 in bad and path.is_file() and md5_of(path) != md5]
 
 
 def main(argv: list[str] | None = None) -> int:

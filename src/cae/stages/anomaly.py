@@ -56,13 +56,16 @@ def class_rows(label: int, test: dict, train: dict, anomalous, k: float) -> list
     for method in METHODS:
         threshold = threshold_of(train[method], k)
         decision = decision_metrics(test[method], anomalous, threshold)
-        rows.append({
-            "class": label, "method": method,
-            "auroc": round(auroc(test[method], anomalous), 6),
-            "ap": round(average_precision(test[method], anomalous), 6),
-            "threshold": float(f"{threshold:.6g}"),
-            **{key: round(value, 6) for key, value in decision.items()},
-        })  # fmt: skip
+        rows.append(
+            {
+                "class": label,
+                "method": method,
+                "auroc": round(auroc(test[method], anomalous), 6),
+                "ap": round(average_precision(test[method], anomalous), 6),
+                "threshold": float(f"{threshold:.6g}"),
+                **{key: round(value, 6) for key, value in decision.items()},
+            }
+        )
     return rows
 
 
@@ -121,14 +124,18 @@ def main(params: Params) -> None:
             raise CaeError(f"anomaly class {label}: the test set needs images of class {label} and of others")
         test, train, _ = read_class(label)
         if len(test["mse"]) != len(y_test):
-            raise CaeError(f"{class_dir(label)}: scores {len(test['mse'])} test images, the test set has "
-                           f"{len(y_test)}; rerun `dvc repro anomaly_class@{label}`")  # fmt: skip
+            raise CaeError(
+                f"{class_dir(label)}: scores {len(test['mse'])} test images, the test set has "
+                f"{len(y_test)}; rerun `dvc repro anomaly_class@{label}`"
+            )
         test["ensemble"], train["ensemble"] = ensemble_scores(test, train, cfg.ensemble)
         anomalous = y_test != label
         rows += class_rows(label, test, train, anomalous, cfg.threshold_k)
         fpr, tpr = roc_points(test[cfg.score], anomalous, cfg.roc_points)
-        roc_rows += [{"class": label, "fpr": round(float(f), 6), "tpr": round(float(t), 6)}
-                     for f, t in zip(fpr, tpr, strict=True)]  # fmt: skip
+        roc_rows += [
+            {"class": label, "fpr": round(float(f), 6), "tpr": round(float(t), 6)}
+            for f, t in zip(fpr, tpr, strict=True)
+        ]
         selected[label] = test[cfg.score]
 
     metrics = summarise(rows, cfg.score, cfg.classes)
@@ -143,8 +150,14 @@ def main(params: Params) -> None:
         values = [r["auroc"] * 100 for r in rows if r["method"] == method]
         mark = "*" if method == cfg.score else " "
         log.info("%-8s%s %s", method, mark, " ".join(f"{v:6.2f}" for v in values) + f"  {np.mean(values):6.2f}")
-    log.info("%s (k=%g): precision %.3f, recall %.3f, F1 %.3f (means over classes)", cfg.score, cfg.threshold_k,
-             metrics["precision_mean"], metrics["recall_mean"], metrics["f1_mean"])  # fmt: skip
+    log.info(
+        "%s (k=%g): precision %.3f, recall %.3f, F1 %.3f (means over classes)",
+        cfg.score,
+        cfg.threshold_k,
+        metrics["precision_mean"],
+        metrics["recall_mean"],
+        metrics["f1_mean"],
+    )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,7 @@ def main(params: Params, argv: list[str]) -> None:
     from cae.io import atomic_path, read_arrays, save_npy, write_json
     from cae.prepare import to_float
 
-    data = read_arrays(PREPARED_DIR, ["x_train", "y_train", "x_val", "y_val", "x_test"], hint=HINT_PREPARED,
-                       mmap=True)  # fmt: skip
+    data = read_arrays(PREPARED_DIR, ["x_train", "y_train", "x_val", "y_val", "x_test"], hint=HINT_PREPARED, mmap=True)
     check_labelled(data["y_train"])
     train = to_float(class_images(data["x_train"], data["y_train"], label, cfg.min_images))
     val = to_float(class_images(data["x_val"], data["y_val"], label, 1, split="validation"))
@@ -71,8 +70,14 @@ def main(params: Params, argv: list[str]) -> None:
 
     check_input_shape(train.shape[1:], len(cfg.model.filters))
     runtime.make_deterministic(params.seed)
-    log.info("class %d: training on %d images (%d validation) for %d epochs, scoring %d test images",
-             label, len(train), len(val), cfg.epochs, len(test))  # fmt: skip
+    log.info(
+        "class %d: training on %d images (%d validation) for %d epochs, scoring %d test images",
+        label,
+        len(train),
+        len(val),
+        cfg.epochs,
+        len(test),
+    )
     result = fit_one_class(params, label, train, val, test)
     stats = {
         "class": label,
@@ -91,8 +96,9 @@ def main(params: Params, argv: list[str]) -> None:
             save_npy(tmp / f"test_{name}.npy", result.test[name].astype(np.float64))
             save_npy(tmp / f"train_{name}.npy", result.train[name].astype(np.float64))
         write_json(tmp / "stats.json", stats)
-    log.info("class %d: trained in %.1f s, val_loss %.5f → %s", label, result.seconds, stats["val_loss"],
-             class_dir(label))  # fmt: skip
+    log.info(
+        "class %d: trained in %.1f s, val_loss %.5f → %s", label, result.seconds, stats["val_loss"], class_dir(label)
+    )
 
 
 def read_class(label: int) -> tuple[dict, dict, dict]:

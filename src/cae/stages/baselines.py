@@ -36,8 +36,11 @@ def main(params: Params) -> None:
     clean_test = to_float(data["x_test"][subset])
     log.info(
         "baselines %s on %d test images per level (tuned on %d validation images), levels %s",
-        ", ".join(cfg.methods), len(subset), len(clean_val), ", ".join(f"{float(v):g}" for v in data["test_levels"]),
-    )  # fmt: skip
+        ", ".join(cfg.methods),
+        len(subset),
+        len(clean_val),
+        ", ".join(f"{float(v):g}" for v in data["test_levels"]),
+    )
 
     rows, tuned, headline = [], {}, {}
     for j, level in enumerate(float(v) for v in data["test_levels"]):
@@ -45,13 +48,21 @@ def main(params: Params) -> None:
         noisy_val = corrupt(clean_val, noise.kind, level, rng, noise.block)
         noisy_test = np.asarray(data["x_test_levels"][j][subset])
         rows.append(score_row(level, "noisy", *psnr_ssim(noisy_test, clean_test, f"noisy @ {level:g}")))
-        results = run_baselines(noisy_val, clean_val, noisy_test, clean_test, level, methods=cfg.methods,
-                                workers=cfg.workers)  # fmt: skip
+        results = run_baselines(
+            noisy_val, clean_val, noisy_test, clean_test, level, methods=cfg.methods, workers=cfg.workers
+        )
         for method, r in results.items():
             rows.append(score_row(level, method, r["psnr"], r["ssim"]))
             tuned.setdefault(method, {})[f"{level:g}"] = r["hyper"]
-            log.info("  %-8s @ %g: PSNR %.2f dB, SSIM %.3f (%s) in %.1f s", method, level, r["psnr"], r["ssim"],
-                     r["hyper"] or "no parameter", r["seconds"])  # fmt: skip
+            log.info(
+                "  %-8s @ %g: PSNR %.2f dB, SSIM %.3f (%s) in %.1f s",
+                method,
+                level,
+                r["psnr"],
+                r["ssim"],
+                r["hyper"] or "no parameter",
+                r["seconds"],
+            )
         if np.isclose(level, noise.test_level):
             headline = results
 
@@ -60,8 +71,9 @@ def main(params: Params) -> None:
         metrics[f"{method}_psnr"] = round(r["psnr"], 4)
         metrics[f"{method}_ssim"] = round(r["ssim"], 5)
     best = max(headline, key=lambda m: headline[m]["psnr"])
-    metrics.update(best_method=best, best_psnr=round(headline[best]["psnr"], 4), level=noise.test_level,
-                   test_images=len(subset))  # fmt: skip
+    metrics.update(
+        best_method=best, best_psnr=round(headline[best]["psnr"], 4), level=noise.test_level, test_images=len(subset)
+    )
     with atomic_path(BASELINES_DIR, directory=True) as tmp:
         write_rows_csv(tmp / BY_NOISE.name, rows)
         write_json(tmp / TUNED.name, tuned)

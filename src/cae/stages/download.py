@@ -16,9 +16,15 @@ def main(params: Params) -> None:
         from cae.folder import write_folder_dataset
 
         summary = write_folder_dataset(params.folder, RAW_DIR)
-        log.info("wrote %s (%d train, %d test images of %s×%d, classes: %s)", RAW_DIR, summary["train_images"],
-                 summary["test_images"], "×".join(map(str, summary["size"])), summary["channels"],
-                 ", ".join(summary["classes"]) or "none")  # fmt: skip
+        log.info(
+            "wrote %s (%d train, %d test images of %s×%d, classes: %s)",
+            RAW_DIR,
+            summary["train_images"],
+            summary["test_images"],
+            "×".join(map(str, summary["size"])),
+            summary["channels"],
+            ", ".join(summary["classes"]) or "none",
+        )
         return
 
     from cae.data import fetch_dataset, write_raw

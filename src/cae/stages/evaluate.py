@@ -20,11 +20,11 @@ PSNR_BY_NOISE = PLOTS_DIR / "psnr_by_noise.csv"
 
 
 def main(params: Params) -> None:
-    from cae import runtime
-    from cae.errors import CaeError
     import numpy as np
 
+    from cae import runtime
     from cae.anomaly import mse_scores
+    from cae.errors import CaeError
     from cae.evaluate import evaluate_denoiser, read_rows_csv, scores_by_level, write_rows_csv
     from cae.io import read_arrays, write_json
     from cae.model import load_model
@@ -48,15 +48,23 @@ def main(params: Params) -> None:
     write_json(EVAL_METRICS, metrics)
     log.info(
         "denoise PSNR %.2f dB (noisy input %.2f dB), SSIM %.3f; reconstruction BCE %.4f on %d test images",
-        metrics["denoise_psnr"], metrics["noisy_psnr"], metrics["denoise_ssim"], metrics["recon_bce"],
+        metrics["denoise_psnr"],
+        metrics["noisy_psnr"],
+        metrics["denoise_ssim"],
+        metrics["recon_bce"],
         metrics["test_images"],
-    )  # fmt: skip
-    log.info("cae score threshold %.6g (%g quantile of %d clean validation images)",
-             metrics["score_threshold"], SCORE_QUANTILE, len(val_errors))  # fmt: skip
+    )
+    log.info(
+        "cae score threshold %.6g (%g quantile of %d clean validation images)",
+        metrics["score_threshold"],
+        SCORE_QUANTILE,
+        len(val_errors),
+    )
 
     subset = eval_subset(len(data["x_test"]), params.baselines.subset, params.seed)
-    rows = scores_by_level(predict, to_float(data["x_test"][subset]), data["x_test_levels"][:, subset],
-                           data["test_levels"])  # fmt: skip
+    rows = scores_by_level(
+        predict, to_float(data["x_test"][subset]), data["x_test_levels"][:, subset], data["test_levels"]
+    )
     write_rows_csv(PSNR_BY_NOISE, rows + baseline_rows)
     for r in rows:
         if r["method"] == "autoencoder":

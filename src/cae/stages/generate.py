@@ -70,8 +70,9 @@ def main(params: Params) -> None:
             inter_rows.append(decoders[variant].predict(line, verbose=0))
             inter_titles.append(f"{y[i]} → {y[j]}\n{variant}")
     image_rows(inter_rows, inter_titles, INTERPOLATION_PLOT)
-    log.info("wrote %s (%d samples per model) and %s (%d pairs)", SAMPLES_PLOT, cfg.samples, INTERPOLATION_PLOT,
-             len(pairs))  # fmt: skip
+    log.info(
+        "wrote %s (%d samples per model) and %s (%d pairs)", SAMPLES_PLOT, cfg.samples, INTERPOLATION_PLOT, len(pairs)
+    )
 
 
 if __name__ == "__main__":

@@ -69,11 +69,11 @@ def main(params: Params) -> None:
     codes = {}
     for variant in VARIANTS:
         encoder = encoder_of(load_embedding(variant))
-        codes[variant] = {s: encoder.predict(images[s], batch_size=cfg.batch_size, verbose=0).astype(np.float32)
-                          for s in SPLITS}  # fmt: skip
+        codes[variant] = {
+            s: encoder.predict(images[s], batch_size=cfg.batch_size, verbose=0).astype(np.float32) for s in SPLITS
+        }
     dims = codes["plain"]["train"].shape[1]
-    log.info("codes of %d numbers for %d training and %d test images", dims, len(images["train"]),
-             len(images["test"]))  # fmt: skip
+    log.info("codes of %d numbers for %d training and %d test images", dims, len(images["train"]), len(images["test"]))
 
     metrics: dict = {"latent_dim": dims, "train_images": len(images["train"]), "test_images": len(images["test"])}
     peer = pca_codes(images["train"], images["test"], dims, params.seed)
@@ -84,16 +84,25 @@ def main(params: Params) -> None:
 
     subset = np.sort(np.random.default_rng([params.seed, 600]).permutation(len(labels["test"]))[: cfg.plot_points])
     how = "the code itself" if dims == 2 else cfg.projection
-    panels = [(project_2d(codes[v]["test"][subset], cfg.projection, params.seed), labels["test"][subset],
-               f"{TITLE[v]}: {len(subset)} test codes of {dims}, {how}") for v in VARIANTS]  # fmt: skip
+    panels = [
+        (
+            project_2d(codes[v]["test"][subset], cfg.projection, params.seed),
+            labels["test"][subset],
+            f"{TITLE[v]}: {len(subset)} test codes of {dims}, {how}",
+        )
+        for v in VARIANTS
+    ]
     write_arrays(LATENT_DIR, {f"{v}_{s}": codes[v][s] for v in VARIANTS for s in SPLITS})
     scatter_panels(panels, LATENT_PLOT)
     write_json(LATENT_METRICS, metrics)
 
     log.info("%-12s %8s %8s %8s", "code", "kNN %", "linear %", "P@10 %")
     for name, prefix in (("autoencoder", ""), ("variational", "vae_"), (f"PCA-{dims}", "pca_")):
-        log.info("%-12s %8.2f %8.2f %8.2f", name, *(100 * metrics[f"{prefix}{k}"]
-                                                    for k in ("knn_acc", "linear_acc", "retrieval_p10")))  # fmt: skip
+        log.info(
+            "%-12s %8.2f %8.2f %8.2f",
+            name,
+            *(100 * metrics[f"{prefix}{k}"] for k in ("knn_acc", "linear_acc", "retrieval_p10")),
+        )
 
 
 if __name__ == "__main__":

@@ -18,9 +18,14 @@ def main(params: Params) -> None:
     shapes = write_pairs(raw, params, PREPARED_DIR)
     log.info(
         "wrote %s: %d train / %d val / %d test pairs of %s, %s noise at factor %s",
-        PREPARED_DIR, shapes["x_train"][0], shapes["x_val"][0], shapes["x_test"][0],
-        "×".join(map(str, shapes["x_train"][1:])), params.noise.kind, params.noise.factor,
-    )  # fmt: skip
+        PREPARED_DIR,
+        shapes["x_train"][0],
+        shapes["x_val"][0],
+        shapes["x_test"][0],
+        "×".join(map(str, shapes["x_train"][1:])),
+        params.noise.kind,
+        params.noise.factor,
+    )
 
 
 if __name__ == "__main__":

@@ -63,8 +63,12 @@ def main(params: Params) -> None:
     runtime.make_deterministic(params.seed)
     log.info(
         "training %s on %d images of %s for %d epochs (batch %d)",
-        params.task, len(inputs), "×".join(map(str, inputs.shape[1:])), params.epochs, params.batch_size,
-    )  # fmt: skip
+        params.task,
+        len(inputs),
+        "×".join(map(str, inputs.shape[1:])),
+        params.epochs,
+        params.batch_size,
+    )
     # A killed run resumes from its last epoch: the backup lives outside DVC's outputs,
     # keyed by everything that decides the result. Multi-worker runs are not backed up
     # (workers would have to agree on the epoch to resume).
@@ -92,10 +96,12 @@ def main(params: Params) -> None:
     )
     log.info(
         "done in %.1f s (%.0f images/s%s): loss %.4f, val_loss %.4f",
-        result.seconds, result.images_per_second,
+        result.seconds,
+        result.images_per_second,
         f", resumed after epoch {result.resumed_from}" if result.resumed_from else "",
-        result.history["loss"][-1], result.history["val_loss"][-1],
-    )  # fmt: skip
+        result.history["loss"][-1],
+        result.history["val_loss"][-1],
+    )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,15 @@ def embedding_params(params: Params, variant: str) -> Params:
     """``params`` with the embedding's model and training params in place of the denoiser's."""
     cfg = params.latent
     model = cfg.model.model_copy(update={"variational": variant == "variational"})
-    return params.model_copy(update={"model": model, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
-                                     "task": "reconstruct", "distribute": "none"})  # fmt: skip
+    return params.model_copy(
+        update={
+            "model": model,
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "task": "reconstruct",
+            "distribute": "none",
+        }
+    )
 
 
 def main(params: Params, argv: list[str]) -> None:
@@ -61,13 +68,25 @@ def main(params: Params, argv: list[str]) -> None:
     noise = params.latent.noise
     inputs, val_inputs = noisy_inputs(x_train, x_val, noise, [params.seed, 500])  # the same for both variants
     runtime.make_deterministic(params.seed)
-    log.info("training the %s embedding (code of %d) on %d images%s for %d epochs (batch %d)", variant,
-             run.model.latent_dim, len(x_train), f" with Gaussian noise {noise:g} on its inputs" if noise else "",
-             run.epochs, run.batch_size)  # fmt: skip
+    log.info(
+        "training the %s embedding (code of %d) on %d images%s for %d epochs (batch %d)",
+        variant,
+        run.model.latent_dim,
+        len(x_train),
+        f" with Gaussian noise {noise:g} on its inputs" if noise else "",
+        run.epochs,
+        run.batch_size,
+    )
     result = train_autoencoder(run, inputs, x_train, val_inputs, x_val)
     save_model(result.model, embedding_path(variant))
-    log.info("%s embedding trained in %.1f s: loss %.5f, val_loss %.5f → %s", variant, result.seconds,
-             result.history["loss"][-1], result.history["val_loss"][-1], embedding_path(variant))  # fmt: skip
+    log.info(
+        "%s embedding trained in %.1f s: loss %.5f, val_loss %.5f → %s",
+        variant,
+        result.seconds,
+        result.history["loss"][-1],
+        result.history["val_loss"][-1],
+        embedding_path(variant),
+    )
 
 
 if __name__ == "__main__":
