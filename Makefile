@@ -1,6 +1,9 @@
-# Thin wrappers: each target is plain venv + pip + dvc/pytest underneath.
-#   make run    set up .venv, then `dvc repro` (download → noisy_pairs → train → evaluate → plots)
-#   make test   set up .venv, then the whole test suite
+# Thin wrappers: each target is plain venv + pip + dvc/pytest/ruff/mypy underneath.
+#   make run        set up .venv, then `dvc repro` (download → noisy_pairs → train → evaluate → plots)
+#   make test       set up .venv, then the whole test suite
+#   make lint       ruff check and ruff format --check on src, tests and benchmarks
+#   make typecheck  mypy on src (settings in pyproject.toml)
+#   make test-fast  the tests without the end-to-end dvc runs (pytest -m "not slow")
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -23,4 +26,19 @@ test: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# --- code checks: lint, typecheck, test-fast ---
+CHECKED := src tests benchmarks
+
+.PHONY: lint typecheck test-fast
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(CHECKED)
+	$(BIN)/ruff format --check $(CHECKED)
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test-fast: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m "not slow"

@@ -26,3 +26,15 @@ def copy_project(template, dest):
     """A copy of ``template`` (git history, workspace, DVC cache) at ``dest``."""
     shutil.copytree(template, dest, symlinks=True)
     return dest
+
+
+def pytest_collection_modifyitems(items):
+    """A test on the pipeline run (``pipeline_done``: a full `dvc repro`) must be marked
+    ``slow``, so that ``pytest -m "not slow"`` (``make test-fast``) never starts it."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "pipeline_done" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"these use pipeline_done (a full `dvc repro`) but are not marked slow: {unmarked}")

@@ -267,8 +267,8 @@ def _run_images(args: argparse.Namespace) -> int:
     return 0 if len(done) == len(outcomes) else 1
 
 
-def _decision(score: float, threshold: float | None) -> list[str]:
-    if threshold is None:
+def _decision(score: float | None, threshold: float | None) -> list[str]:
+    if threshold is None or score is None:
         return []
     return ["anomaly" if score > threshold else "normal"]
 
@@ -374,7 +374,7 @@ def _input_shape(model, path: Path) -> tuple[int, int, int]:
         raise CaeError(f"{path}: the model takes inputs of shape {shape}; cae needs a fixed (height, width, channels)")
     if shape[2] not in (1, 3):
         raise CaeError(f"{path}: the model takes {shape[2]} channels; cae handles 1 (grayscale) or 3 (RGB)")
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 # --- info -----------------------------------------------------------------------------

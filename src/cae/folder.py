@@ -136,7 +136,7 @@ def fit_image(pixels: np.ndarray, size: tuple[int, int], fit: str) -> np.ndarray
     """``pixels`` (H, W, C) float in [0, 1] brought to ``size`` by ``resize`` or ``crop``."""
     if fit == "crop":
         pixels = _centre_crop(pixels, size)
-    return pixels if pixels.shape[:2] == tuple(size) else resize(pixels, tuple(size))
+    return pixels if pixels.shape[:2] == tuple(size) else resize(pixels, size)
 
 
 def to_uint8(pixels: np.ndarray) -> np.ndarray:
@@ -170,7 +170,7 @@ def write_folder_dataset(cfg: FolderParams, out_dir: Path) -> dict:
     scan = scan_folder(root)
     if len(scan.classes) > 256:
         raise DataError(f"folder.path: {root} has {len(scan.classes)} class folders; at most 256 are supported")
-    size = tuple(cfg.size) if cfg.size else None
+    size: tuple[int, int] | None = (cfg.size[0], cfg.size[1]) if cfg.size else None  # FolderParams: [height, width]
     skipped, converted = list(scan.skipped), 0
     labels: list[int] = []
     first: tuple[Path, tuple[int, int]] | None = None
@@ -197,6 +197,7 @@ def write_folder_dataset(cfg: FolderParams, out_dir: Path) -> dict:
                             "images of different sizes need folder.size: [height, width] in params.yaml"
                         )
                     size = hw
+                assert size is not None, "folder.size, or the first image's size"
                 converted += picture.converted
                 sink.write(to_uint8(fit_image(picture.pixels, size, cfg.fit)).tobytes())
                 labels.append(label)
@@ -205,6 +206,7 @@ def write_folder_dataset(cfg: FolderParams, out_dir: Path) -> dict:
             raise DataError(
                 f"folder.path: {root}: {len(labels)} usable image(s), at least 2 needed{_skip_note(skipped)}"
             )
+        assert size is not None, "at least two images were read"
         y = np.asarray(labels, dtype=np.uint8)
         train, test, single = split_by_class(y, cfg.test_fraction, cfg.seed)
         if not len(test):

@@ -160,8 +160,8 @@ def read_image(
                 raise ImageError(_too_big(im.width * im.height, max_pixels, limit_name))
             if im.format not in FORMATS.values():
                 raise ImageError(f"{im.format} images are not supported (PNG, JPEG, BMP or TIFF)")
-            if getattr(im, "n_frames", 1) > 1:
-                raise ImageError(f"has {im.n_frames} frames; only single images are supported")
+            if (frames := getattr(im, "n_frames", 1)) > 1:
+                raise ImageError(f"has {frames} frames; only single images are supported")
             im.load()
             return _to_picture(im, channels, convert)
     except ImageError:
@@ -192,6 +192,7 @@ def _too_big(pixels: int | None, limit: int, limit_name: str) -> str:
 
 def _to_picture(im: Image.Image, channels: int, convert: bool) -> Picture:
     fmt, icc = im.format, im.info.get("icc_profile")
+    assert fmt is not None, "read_image opened the file and checked its format"
     if im.mode in ("P", "PA"):
         im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
         rgb = np.asarray(im)[..., :3]

@@ -335,7 +335,7 @@ def read_arrays(
     in_dir = Path(in_dir)
     if not in_dir.is_dir():
         raise CaeError(f"{in_dir}: not found; {hint}")
-    out = {}
+    out: dict[str, Any] = {}  # np.ndarray, or with ``rows`` an NpyRows (len, shape, dtype, row slices)
     for name in names:
         path = in_dir / f"{name}.npy"
         if not path.is_file():

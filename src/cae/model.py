@@ -28,12 +28,13 @@ import math
 import os
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import keras
 from keras import layers, ops
 
-from cae.config import ModelParams
+from cae.config import LossName, ModelParams
 from cae.errors import CaeError
 from cae.io import TMP_PREFIX, atomic_path
 
@@ -189,7 +190,7 @@ def _per_image(name: str, y_true, y_pred):
 class WeightedLoss(keras.losses.Loss):
     """A weighted sum of per-image losses, e.g. ``{"mse": 0.8, "ssim": 0.2}``."""
 
-    def __init__(self, weights: dict[str, float], name: str = "weighted_loss", **kwargs):
+    def __init__(self, weights: Mapping[LossName, float], name: str = "weighted_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         self.weights = dict(weights)
 
@@ -204,7 +205,7 @@ class WeightedLoss(keras.losses.Loss):
 KERAS_LOSSES = {"bce": "binary_crossentropy", "mse": "mean_squared_error", "mae": "mean_absolute_error"}
 
 
-def make_loss(loss: str | dict[str, float]):
+def make_loss(loss: LossName | Mapping[LossName, float]):
     if isinstance(loss, str) and loss in KERAS_LOSSES:
         return KERAS_LOSSES[loss]
     return WeightedLoss({loss: 1.0} if isinstance(loss, str) else loss)

@@ -58,7 +58,7 @@ def fingerprint(params, *arrays: np.ndarray) -> str:
         h.update(f"{array.dtype.str}{tuple(array.shape)}".encode())
         step = max(1, (1 << 26) // max(1, array[:1].nbytes))  # 64 MiB at a time: arrays may be streamed
         for start in range(0, len(array), step):
-            h.update(memoryview(np.ascontiguousarray(array[start : start + step])).cast("B"))
+            h.update(np.ascontiguousarray(array[start : start + step]).data.cast("B"))
     return h.hexdigest()[:16]
 
 

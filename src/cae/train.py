@@ -101,7 +101,7 @@ def _patch_multi_worker_metric_reduction() -> None:
             return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
         return original(values, strategy, reduction)
 
-    reduce_per_replica._cae_patched = True
+    reduce_per_replica._cae_patched = True  # type: ignore[attr-defined]  # a marker: patch once per process
     tf_trainer.reduce_per_replica = reduce_per_replica
 
 
@@ -153,6 +153,7 @@ def train_autoencoder(
         in_memory = alone and all(type(a) is np.ndarray for a in (inputs, targets, val_inputs, val_targets))
     batches = (TensorBatches if in_memory else EpochBatches)(inputs, targets, params.batch_size, params.seed)
     if params.distribute == "multi_worker":
+        assert isinstance(batches, EpochBatches), "not in memory: multi_worker is not the default strategy"
         _build_from_local_batch(model, batches[0])
     recorder = TrainingBackup(backup_dir) if backup_dir is not None else HistoryRecorder()
     callbacks = [TerminateOnNaN(), batches.callback(), recorder, *(callbacks or [])]

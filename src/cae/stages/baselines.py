@@ -42,7 +42,8 @@ def main(params: Params) -> None:
         ", ".join(f"{float(v):g}" for v in data["test_levels"]),
     )
 
-    rows, tuned, headline = [], {}, {}
+    rows, headline = [], {}
+    tuned: dict[str, dict[str, object]] = {}  # method → level → its tuned hyperparameters
     for j, level in enumerate(float(v) for v in data["test_levels"]):
         rng = np.random.default_rng([params.seed, 200 + j])
         noisy_val = corrupt(clean_val, noise.kind, level, rng, noise.block)

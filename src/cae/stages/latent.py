@@ -19,6 +19,7 @@ features against PCA with ``latent_dim`` components fitted on the same training 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cae.config import Params
 from cae.stages import HINT_PREPARED, METRICS_DIR, PLOTS_DIR, PREPARED_DIR, log, run_stage
@@ -30,6 +31,9 @@ LATENT_PLOT = PLOTS_DIR / "latent_2d.png"
 SPLITS = ("train", "test")
 PREFIX = {"plain": "", "variational": "vae_"}
 TITLE = {"plain": "plain autoencoder", "variational": "variational autoencoder"}
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def load_embedding(variant: str):
@@ -43,7 +47,7 @@ def load_embedding(variant: str):
     return load_model(path)
 
 
-def read_codes() -> dict[str, dict[str, object]]:
+def read_codes() -> dict[str, dict[str, np.ndarray]]:
     """What `latent` wrote: ``{variant: {split: codes}}``."""
     from cae.io import read_arrays
 
