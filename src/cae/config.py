@@ -525,8 +525,9 @@ def read_yaml(
     raises ``error`` with one short line naming the file (and the line, where there is one)."""
     path = Path(path)
     text = _read_text(path, max_bytes, error)
-    loader = _PlainDataLoader(text)
+    loader = None
     try:
+        loader = _PlainDataLoader(text)  # its reader refuses control characters here
         return loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -542,7 +543,8 @@ def read_yaml(
     except (ValueError, OverflowError) as exc:  # a scalar YAML's resolver accepts but Python cannot hold
         raise error(f"{path}: a value cannot be read ({_short(exc)})") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_params(path: str | os.PathLike = DEFAULT_PARAMS) -> Params:
