@@ -122,8 +122,8 @@ def corrupt_outputs(bad: dict[str, Path], lock: Path = Path("dvc.lock"), cache: 
     Paths outside the repository (the current folder) are never looked at."""
     found = []
     for path, md5 in _locked_files(lock, cache):
-        if md5 not in bad or path.is_absolute() or not within(path, ".") or not os.path.lexists(path):
-            continue
+        if md5 not in bad or path.is_absolute() or not within(path.parent, ".") or not os.path.lexists(path):
+            continue  # the file itself may be a link (checked, never followed); its folder must be inside
         if path.is_symlink() or md5_of(path) != md5:
             found.append(path)
     return found
