@@ -436,7 +436,7 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
 def _check_npy(path: Path, name: str) -> tuple[tuple[int, ...], np.dtype]:
     """The array's shape and dtype, checked from its header before it is loaded: plain
     numbers, the dtype and dimensions :data:`ARRAY_LAYOUT` gives ``name``, a file that
-    holds every byte the header promises; float values finite (read in chunks of 64 MiB,
+    holds every byte the header promises; float values finite (read in chunks of 16 MiB,
     so memory stays bounded). ``ValueError`` says what is wrong."""
     shape, dtype, offset = _npy_header(path)
     if dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype is not None:
@@ -449,15 +449,16 @@ def _check_npy(path: Path, name: str) -> tuple[tuple[int, ...], np.dtype]:
     if size < offset + nbytes:
         raise ValueError(f"file is truncated ({size:,} of {offset + nbytes:,} bytes)")
     if dtype.kind == "f" and nbytes:
-        step = max(1, (1 << 26) // dtype.itemsize) * dtype.itemsize
+        step = max(1, (1 << 24) // dtype.itemsize) * dtype.itemsize  # 16 MiB at a time
         fd = os.open(path, os.O_RDONLY)
         try:
             for start in range(0, nbytes, step):
                 chunk = np.frombuffer(os.pread(fd, min(step, nbytes - start), offset + start), dtype)
-                bad = np.flatnonzero(~np.isfinite(chunk))
-                if bad.size:
-                    at = start // dtype.itemsize + int(bad[0])
-                    raise _Layout(f"holds a non-finite value ({chunk[bad[0]]} at flat index {at})")
+                finite = np.isfinite(chunk)
+                if not finite.all():
+                    first = int(np.argmin(finite))
+                    at = start // dtype.itemsize + first
+                    raise _Layout(f"holds a non-finite value ({chunk[first]} at flat index {at})")
         finally:
             os.close(fd)
     return shape, dtype
