@@ -56,7 +56,6 @@ NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Seed = Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)]  # NumPy's legacy seeding, which Keras uses
 Epochs = Annotated[int, Field(strict=True, gt=0, le=100_000)]
 BatchSize = Annotated[int, Field(strict=True, gt=0, le=65_536)]
-Count = Annotated[int, Field(strict=True, gt=0, le=1000)]  # images in a figure, interpolation steps, …
 NoiseLevel = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]  # beyond std 100 every pixel is clipped
 MAX_LEVELS = 32  # noise levels: each is a full copy of the test set on disk
 
@@ -345,7 +344,8 @@ class LatentParams(Section):
     plot_points: PositiveInt = 3000  # test codes drawn in plots/latent_2d.png (a seeded subset)
     gmm_components: PositiveInt = 10  # the density fitted on the training codes, for sampling
     gmm_covariance: Literal["full", "diag", "tied", "spherical"] = "full"
-    samples: Count = 20  # decoded samples per model in plots/samples.png
+    # decoded samples per model in plots/samples.png
+    samples: Annotated[int, Field(strict=True, gt=0, le=1000)] = 20
     interpolation_pairs: Annotated[int, Field(strict=True, gt=0, le=100)] = 3  # pairs of test images
     # images per interpolation, ends included
     interpolation_steps: Annotated[int, Field(strict=True, ge=2, le=100)] = 10
