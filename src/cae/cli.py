@@ -26,13 +26,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cae import __version__
-from cae.config import DEFAULT_PARAMS
+from cae.config import DEFAULT_PARAMS, MAX_LOCK_BYTES, read_yaml
 from cae.errors import CaeError
 from cae.images import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS, Outcome, collect_inputs, prepare_output, process
-from cae.io import write_bytes
+from cae.io import check_keras_archive, write_bytes
 from cae.stages import METRICS_DIR, MODEL_PATH
 
 LOCK_PATH = Path("dvc.lock")
@@ -222,11 +220,11 @@ def _run_images(args: argparse.Namespace) -> int:
     if csv_path is not None:
         if csv_path.is_dir():
             raise CaeError(f"{csv_path}: is a folder; --csv takes a file name")
-        if csv_path.exists() and not args.overwrite:
+        if os.path.lexists(csv_path) and not args.overwrite:
             raise CaeError(f"{csv_path}: already exists; add --overwrite to replace it")
         prepare_output(csv_path, directory=False)
     threshold = _threshold(args.model) if args.command == "score" else None
-    model = _load_model(args.model)
+    model = _load_model(args.model, for_images=True)
     shape = _input_shape(model, args.model)
 
     def predict(batch):  # process() hands over at most --batch-size images (or tiles) at a time
@@ -320,9 +318,11 @@ def _threshold(model_path: Path) -> float | None:
 
 
 def _require_model_file(path: Path) -> None:
-    """Fail fast, before TensorFlow is imported, when there is no model file."""
+    """Fail fast, before TensorFlow is imported, when there is no model file or it is
+    not a plausible model archive (:func:`cae.io.check_keras_archive`)."""
     if not path.is_file():
         raise CaeError(f"{path}: no trained model here; {NO_MODEL_HINT}")
+    check_keras_archive(path)
 
 
 @contextlib.contextmanager
@@ -351,12 +351,16 @@ def _quiet_native_stderr() -> Iterator[None]:
             os.close(saved)
 
 
-def _load_model(path: Path):
+def _load_model(path: Path, for_images: bool = False):
+    """The model (an autoencoder: output shape = input shape); ``for_images``: it must also
+    take (height, width, 1 or 3 channels) images, checked before its first call."""
     with _quiet_native_stderr():
         from cae import runtime  # noqa: F401  (sets TensorFlow's environment before it loads)
         from cae.model import load_model
 
         model = load_model(path)
+        if for_images:
+            _input_shape(model, path)
         model.predict_on_batch(_zeros(model))  # device set-up happens (and logs) on the first call
     return model
 
@@ -382,11 +386,12 @@ def _input_shape(model, path: Path) -> tuple[int, int, int]:
 
 def _run_info(args: argparse.Namespace) -> int:
     _require_model_file(args.model)
+    params = _read_params()  # a params.yaml that cannot be read stops here, before any work
     model = _load_model(args.model)
     md5 = hashlib.md5(args.model.read_bytes()).hexdigest()
     print("\n".join(_model_lines(args.model, model, md5)))
     print()
-    print("\n".join(_training_lines(args.model, md5)))
+    print("\n".join(_training_lines(args.model, md5, params)))
     print()
     print("\n".join(_metrics_lines()))
     return 0
@@ -410,14 +415,34 @@ def _model_lines(path: Path, model, md5: str) -> list[str]:
     return lines
 
 
-def _read_yaml(path: Path) -> tuple[Any, str | None]:
-    """(content, None), or (None, why not)."""
-    try:
-        return yaml.safe_load(path.read_text()), None
-    except FileNotFoundError:
+def _read_params() -> tuple[Any, str | None]:
+    """params.yaml's content and None, or (None, "not found"); :class:`ParamsError` if it
+    cannot be read as plain YAML data (the schema is not checked: the model may be older)."""
+    if not DEFAULT_PARAMS.exists() and not DEFAULT_PARAMS.is_symlink():
         return None, "not found"
-    except (OSError, yaml.YAMLError) as exc:
-        return None, f"unreadable ({exc})"
+    return read_yaml(DEFAULT_PARAMS), None
+
+
+def _read_lock() -> tuple[Any, str | None]:
+    """dvc.lock's content and None, or (None, why not)."""
+    if not LOCK_PATH.exists() and not LOCK_PATH.is_symlink():
+        return None, "not found"
+    try:
+        return read_yaml(LOCK_PATH, max_bytes=MAX_LOCK_BYTES, error=CaeError), None
+    except CaeError as exc:
+        return None, f"unreadable ({str(exc).removeprefix(f'{LOCK_PATH}: ')})"
+
+
+def _mapping(node: Any, key: str) -> dict:
+    """``node[key]`` when both are mappings, else an empty one (a hand-edited dvc.lock)."""
+    value = node.get(key) if isinstance(node, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _records(node: Any, key: str) -> list[dict]:
+    """The mappings in the list ``node[key]`` (dvc.lock's deps and outs)."""
+    value = node.get(key) if isinstance(node, dict) else None
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -429,11 +454,11 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
-def _training_lines(model_path: Path, md5: str) -> list[str]:
-    current, why = _read_yaml(DEFAULT_PARAMS)
+def _training_lines(model_path: Path, md5: str, params: tuple[Any, str | None]) -> list[str]:
+    current, why = params
     now = _flatten(current) if isinstance(current, dict) else {}
-    lock, lock_why = _read_yaml(LOCK_PATH)
-    train = (lock or {}).get("stages", {}).get("train") if isinstance(lock, dict) else None
+    lock, lock_why = _read_lock()
+    train = _mapping(lock, "stages").get("train")
     if not isinstance(train, dict):
         reason = lock_why or "has no `train` stage"
         lines = [f"trained with: unknown ({LOCK_PATH}: {reason}; `dvc repro` records it)"]
@@ -441,7 +466,7 @@ def _training_lines(model_path: Path, md5: str) -> list[str]:
             return [*lines, f"  {DEFAULT_PARAMS}: {why}"]
         lines.append(f"  {DEFAULT_PARAMS} now (may differ from what the model was trained with):")
         return lines + [f"    {k:<22} {v}" for k, v in now.items()]
-    trained = _flatten(train.get("params", {}).get(str(DEFAULT_PARAMS), {}))
+    trained = _flatten(_mapping(train, "params").get(str(DEFAULT_PARAMS), {}))
     lines = [f"trained with ({LOCK_PATH}, stage train):"]
     differ = 0
     for key, value in trained.items():
@@ -454,8 +479,8 @@ def _training_lines(model_path: Path, md5: str) -> list[str]:
     elif differ:
         lines.append(f"  {DEFAULT_PARAMS} has changed since: `dvc repro` would retrain the model")
     lines.append("  inputs (md5):")
-    lines += [f"    {d.get('path', '?'):<28} {d.get('md5', '?')}" for d in train.get("deps", [])]
-    outs = {o.get("path"): o.get("md5") for o in train.get("outs", [])}
+    lines += [f"    {d.get('path', '?')!s:<28} {d.get('md5', '?')}" for d in _records(train, "deps")]
+    outs = {o.get("path"): o.get("md5") for o in _records(train, "outs")}
     recorded = outs.get(str(MODEL_PATH))
     if recorded is None:
         lines.append(f"  {LOCK_PATH} records no md5 for {MODEL_PATH}")

@@ -5,11 +5,20 @@ of the wrong type or an impossible value raises :class:`~cae.errors.ParamsError`
 whose message names the file and the dotted key, e.g.::
 
     params.yaml: model.filters: must list at least one filter count (got [])
+
+The file itself is read defensively (:func:`read_yaml`): at most
+:data:`MAX_PARAMS_BYTES`, UTF-8 only, one YAML document, no anchors or aliases (an
+"alias bomb" expands exponentially), at most :data:`MAX_DEPTH` levels of nesting. So
+params.yaml of any content gives either valid params or one short
+:class:`ParamsError` line, in bounded time and memory. Every number has the bound
+its use downstream needs, and the error states it.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
+import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from cae.errors import ParamsError
+from cae.errors import CaeError, ParamsError
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -43,6 +52,13 @@ NonNegativeInt = Annotated[int, Field(strict=True, ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
+# Upper bounds, each where a larger value would fail (or exhaust memory) downstream.
+Seed = Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)]  # NumPy's legacy seeding, which Keras uses
+Epochs = Annotated[int, Field(strict=True, gt=0, le=100_000)]
+BatchSize = Annotated[int, Field(strict=True, gt=0, le=65_536)]
+NoiseLevel = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]  # beyond std 100 every pixel is clipped
+MAX_LEVELS = 32  # noise levels: each is a full copy of the test set on disk
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -55,8 +71,8 @@ class DownloadParams(Section):
     mirrors: list[str] = Field(default_factory=lambda: list(MNIST_MIRRORS))
     fashion_mirrors: list[str] = Field(default_factory=lambda: list(FASHION_MNIST_MIRRORS))
     pypi: bool = True
-    timeout: PositiveFloat = 20.0
-    retries: NonNegativeInt = 2
+    timeout: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 20.0
+    retries: Annotated[int, Field(strict=True, ge=0, le=100)] = 2
 
 
 class FolderParams(Section):
@@ -64,18 +80,20 @@ class FolderParams(Section):
     sub-folder per class (the sub-folder's name is the label)."""
 
     path: str | None = None
-    size: list[PositiveInt] | None = None  # [height, width]; null: the images' own (common) size
+    # [height, width]; null: the images' own (common) size
+    size: list[Annotated[int, Field(strict=True, gt=0, le=8192)]] | None = None
     fit: Literal["resize", "crop"] = "resize"  # how an image of another size is brought to `size`
     channels: Literal[1, 3] = 1
     test_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.2
-    seed: NonNegativeInt = 0  # the train / test split
-    max_pixels: PositiveInt = 50_000_000  # larger images are skipped (decompression bombs)
+    seed: Seed = 0  # the train / test split
+    # larger images are skipped (decompression bombs)
+    max_pixels: Annotated[int, Field(strict=True, gt=0, le=2**30)] = 50_000_000
 
-    @field_validator("size")
+    @field_validator("size", mode="before")
     @classmethod
-    def _height_width(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and len(v) != 2:
-            raise ValueError(f"must be [height, width] (got {v})")
+    def _height_width(cls, v):
+        if isinstance(v, list) and len(v) != 2:
+            raise ValueError(f"must be [height, width] (got {_short(repr(v))})")
         return v
 
 
@@ -87,9 +105,11 @@ class NoiseParams(Section):
     """Synthetic corruption (see :mod:`cae.noise` for what ``factor`` means per kind)."""
 
     kind: Literal["gaussian", "salt_pepper", "speckle", "poisson", "masking"] = "gaussian"
-    factor: NonNegativeFloat | list[NonNegativeFloat] = 0.4
-    eval_levels: list[NonNegativeFloat] = Field(default_factory=lambda: [0.2, 0.4, 0.6])
-    block: PositiveInt = 1
+    factor: NoiseLevel | Annotated[list[NoiseLevel], Field(max_length=MAX_LEVELS)] = 0.4
+    eval_levels: Annotated[list[NoiseLevel], Field(max_length=MAX_LEVELS)] = Field(
+        default_factory=lambda: [0.2, 0.4, 0.6]
+    )
+    block: Annotated[int, Field(strict=True, gt=0, le=4096)] = 1
 
     @field_validator("factor", "eval_levels")
     @classmethod
@@ -100,6 +120,9 @@ class NoiseParams(Section):
         kind = info.data.get("kind")
         if kind in ("salt_pepper", "masking") and any(x > 1 for x in values):
             raise ValueError(f"for noise.kind {kind} a level is a fraction of pixels, at most 1 (got {v})")
+        if kind == "poisson" and any(0 < x < POISSON_MIN for x in values):
+            # 1/level² photons: below this NumPy's Poisson sampler overflows
+            raise ValueError(f"for noise.kind poisson a level is 0 or at least {POISSON_MIN} (got {v})")
         return v
 
     @property
@@ -117,6 +140,8 @@ class NoiseParams(Section):
         """Every level evaluated: the headline level and ``eval_levels``, sorted, unique."""
         return sorted({self.test_level, *self.eval_levels})
 
+
+POISSON_MIN = 1e-6
 
 LossName = Literal["bce", "mse", "mae", "ssim"]
 
@@ -170,12 +195,13 @@ class ModelParams(Section):
     """The autoencoder's architecture and optimisation; ``preset`` fills unset keys."""
 
     preset: Literal["reference", "wide", "strided", "unet", "unet_wide", "resunet", "unet_deep", "fast"] = "reference"
-    filters: list[PositiveInt]
-    kernel_size: PositiveInt
+    # at most 10 levels (a 1024-fold halving) of at most 4096 filters
+    filters: Annotated[list[Annotated[int, Field(strict=True, gt=0, le=4096)]], Field(max_length=10)]
+    kernel_size: Annotated[int, Field(strict=True, gt=0, le=31)]
     activation: Literal["relu", "elu", "gelu", "selu", "swish", "tanh", "leaky_relu"]
     downsample: Literal["maxpool", "avgpool", "strided"]
     upsample: Literal["upsampling", "transpose"]
-    convs_per_level: PositiveInt
+    convs_per_level: Annotated[int, Field(strict=True, gt=0, le=8)]
     batch_norm: bool
     skip: bool
     residual: bool
@@ -184,7 +210,7 @@ class ModelParams(Section):
     head: Literal["conv", "transpose"]
     learning_rate: PositiveFloat
     loss: LossName | dict[LossName, PositiveFloat]
-    latent_dim: PositiveInt | None = None
+    latent_dim: Annotated[int, Field(strict=True, gt=0, le=16_384)] | None = None
     # a variational autoencoder: the dense code is sampled (reparameterised) in training
     # and a KL term of this weight pulls it towards N(0, I); 1.0 is the ELBO
     variational: bool = False
@@ -198,8 +224,9 @@ class ModelParams(Section):
         if not isinstance(data, dict):
             return data
         preset = data.get("preset") or "reference"
-        # An unknown preset is reported by the Literal check on `preset` alone.
-        merged = {**PRESETS["reference"], **PRESETS.get(preset, {}), "preset": preset}
+        # An unknown preset (or one of the wrong type) is reported by the Literal check on `preset` alone.
+        known = PRESETS.get(preset, {}) if isinstance(preset, str) else {}
+        merged = {**PRESETS["reference"], **known, "preset": preset}
         merged.update({k: v for k, v in data.items() if v is not None})
         return merged
 
@@ -249,9 +276,9 @@ class BaselinesParams(Section):
     methods: list[Literal["median", "gaussian", "tv", "nlmeans", "wavelet", "bm3d"]] = Field(
         default=["median", "gaussian", "tv", "nlmeans", "wavelet", "bm3d"]  # pydantic copies it for each instance
     )
-    subset: PositiveInt = 1000
-    val_images: PositiveInt = 50
-    workers: PositiveInt = 2
+    subset: PositiveInt = 1000  # capped at the number of test images
+    val_images: PositiveInt = 50  # capped at the number of validation images
+    workers: Annotated[int, Field(strict=True, gt=0, le=256)] = 2
 
 
 AnomalyScore = Literal["mse", "ssim", "latent"]
@@ -264,18 +291,18 @@ class AnomalyParams(Section):
     """One-class anomaly detection (stages ``anomaly_class`` and ``anomaly``): an
     autoencoder per class, trained on that class's images only."""
 
-    classes: list[NonNegativeInt] = Field(default_factory=lambda: list(range(10)))
-    epochs: PositiveInt = 30
-    batch_size: PositiveInt = 128
+    classes: list[Annotated[int, Field(strict=True, ge=0, le=255)]] = Field(default_factory=lambda: list(range(10)))
+    epochs: Epochs = 30
+    batch_size: BatchSize = 128
     model: ModelParams = Field(default_factory=lambda: ModelParams(**ANOMALY_MODEL))
-    noise: NonNegativeFloat = 0.0
+    noise: NoiseLevel = 0.0
     score: Literal["mse", "ssim", "latent", "ensemble"] = "ensemble"
     ensemble: list[AnomalyScore] = Field(default=["mse", "ssim", "latent"])  # pydantic copies it for each instance
     threshold_k: Annotated[float, Field(allow_inf_nan=False)] = 2.0
     pca_dims: PositiveInt = 32
     min_images: PositiveInt = 10
     example_class: NonNegativeInt = 0
-    examples: PositiveInt = 10
+    examples: Annotated[int, Field(strict=True, gt=0, le=100)] = 10
     roc_points: Annotated[int, Field(strict=True, ge=2)] = 200
 
     @field_validator("classes", "ensemble")
@@ -284,7 +311,7 @@ class AnomalyParams(Section):
         if not v:
             raise ValueError("must list at least one entry (got [])")
         if len(set(v)) != len(v):
-            raise ValueError(f"lists an entry twice (got {v})")
+            raise ValueError(f"lists an entry twice (got {_short(repr(v))})")
         return v
 
     @field_validator("example_class")
@@ -305,21 +332,23 @@ class LatentParams(Section):
     ``generate``): an autoencoder with a dense code, trained on clean images, its code
     scored as a feature against PCA, and decoded samples and interpolations."""
 
-    epochs: PositiveInt = 12
-    batch_size: PositiveInt = 128
+    epochs: Epochs = 12
+    batch_size: BatchSize = 128
     # the plain embedding; train_embedding@variational trains the same with variational: true
     model: ModelParams = Field(default_factory=lambda: ModelParams(**LATENT_MODEL))
     # > 0: a denoising autoencoder (Gaussian noise of this std on its training inputs,
     # clean targets), whose code is the better feature; codes are always of clean images
-    noise: NonNegativeFloat = 0.3
+    noise: NoiseLevel = 0.3
     standardise: bool = False  # kNN and retrieval on standardised codes (AE and PCA alike)
     projection: Literal["pca", "tsne"] = "tsne"  # plots/latent_2d.png when latent_dim > 2
     plot_points: PositiveInt = 3000  # test codes drawn in plots/latent_2d.png (a seeded subset)
     gmm_components: PositiveInt = 10  # the density fitted on the training codes, for sampling
     gmm_covariance: Literal["full", "diag", "tied", "spherical"] = "full"
-    samples: PositiveInt = 20  # decoded samples per model in plots/samples.png
-    interpolation_pairs: PositiveInt = 3  # pairs of test images in plots/interpolation.png
-    interpolation_steps: Annotated[int, Field(strict=True, ge=2)] = 10  # images per interpolation, ends included
+    # decoded samples per model in plots/samples.png
+    samples: Annotated[int, Field(strict=True, gt=0, le=1000)] = 20
+    interpolation_pairs: Annotated[int, Field(strict=True, gt=0, le=100)] = 3  # pairs of test images
+    # images per interpolation, ends included
+    interpolation_steps: Annotated[int, Field(strict=True, ge=2, le=100)] = 10
 
     @field_validator("model")
     @classmethod
@@ -337,13 +366,13 @@ class LatentParams(Section):
 
 class Params(Section):
     dataset: Literal["mnist", "mnist_sample", "fashion_mnist", "folder"] = "mnist"
-    seed: NonNegativeInt = 0
-    epochs: PositiveInt = 10
-    batch_size: PositiveInt = 256
+    seed: Seed = 0
+    epochs: Epochs = 10
+    batch_size: BatchSize = 256
     task: Literal["denoise", "reconstruct"] = "denoise"
     distribute: Literal["none", "mirrored", "multi_worker"] = "none"
     # training steps per call into TensorFlow: fewer Python round trips, the same weights
-    steps_per_execution: PositiveInt = 8
+    steps_per_execution: Annotated[int, Field(strict=True, gt=0, le=10_000)] = 8
     download: DownloadParams = Field(default_factory=DownloadParams)
     folder: FolderParams = Field(default_factory=FolderParams, validate_default=True)
     split: SplitParams = Field(default_factory=SplitParams)
@@ -369,9 +398,20 @@ def _is_type_tag(part: object) -> bool:
     return isinstance(part, str) and ("[" in part or "-" in part or part in _TYPE_TAGS)
 
 
+_REPR_LIMIT = 200  # characters of a bad value quoted in an error
+_MAX_ERROR_LINES = 10  # keys listed in one ParamsError; the rest are counted
+
+
+def _short(text: object, limit: int = _REPR_LIMIT) -> str:
+    """``text`` on one line, cut to about ``limit`` characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else f"{line[:limit]} … ({len(line):,} characters)"
+
+
 def _format_error(source: str, err: ValidationError) -> str:
-    """One line per bad key. A union (e.g. ``factor: float | list``) reports a failure
-    for each member; keep the one from the member whose type matched the input."""
+    """One line per bad key (at most :data:`_MAX_ERROR_LINES`). A union (e.g. ``factor:
+    float | list``) reports a failure for each member; keep the one from the member
+    whose type matched the input."""
     groups: dict[str, list[Any]] = {}  # pydantic_core.ErrorDetails
     for e in err.errors():
         base = []
@@ -384,15 +424,17 @@ def _format_error(source: str, err: ValidationError) -> str:
     for errors in groups.values():
         matched = [e for e in errors if not e["type"].endswith(("_type", "_parsing"))]
         e = max(matched or errors, key=lambda err: len(err["loc"]))  # the most specific
-        key = ".".join(str(p) for p in e["loc"] if not _is_type_tag(p)) or "(top level)"
+        key = _short(".".join(str(p) for p in e["loc"] if not _is_type_tag(p)) or "(top level)", 80)
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see params.yaml in the repository for every key)"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         elif "input" in e and e["type"] not in ("missing",):
-            msg = f"{msg} (got {e['input']!r})"
-        lines.append(f"{source}: {key}: {msg}")
+            msg = f"{msg} (got {_short(repr(e['input']))})"
+        lines.append(_short(f"{source}: {key}: {msg}", 2 * _REPR_LIMIT))
+    if len(lines) > _MAX_ERROR_LINES:
+        lines[_MAX_ERROR_LINES:] = [f"{source}: … and {len(lines) - _MAX_ERROR_LINES} more bad keys"]
     return "\n".join(lines)
 
 
@@ -408,24 +450,103 @@ def parse_params(raw: object, source: str = "params.yaml") -> Params:
         raise ParamsError(_format_error(source, err)) from None
 
 
-def load_params(path: str | os.PathLike = DEFAULT_PARAMS) -> Params:
-    """Read and validate ``path`` (``params.yaml`` in the working directory by default)."""
-    path = Path(path)
+# --- reading a YAML file defensively --------------------------------------------------
+
+MAX_PARAMS_BYTES = 128 * 1024  # params.yaml is about 7 KB; the largest parses in about 2 s
+MAX_LOCK_BYTES = 1 << 20  # dvc.lock (about 40 KB for this pipeline), read by `cae info` and cae.verify
+MAX_DEPTH = 32  # levels of nesting (params.yaml has 3)
+
+
+class _PlainDataLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses anchors and aliases (``&a``, ``*a``: a few lines of
+    nested aliases expand to gigabytes) and nesting deeper than :data:`MAX_DEPTH` (the
+    composer recurses), both while composing, before anything is constructed."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "anchors and aliases (&name, *name) are not allowed: write each value out",
+                event.start_mark,
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _read_text(path: Path, max_bytes: int, error: type[CaeError]) -> str:
+    """The file's text: a regular file of at most ``max_bytes`` bytes of UTF-8."""
     try:
-        text = path.read_text()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
-        raise ParamsError(f"{path}: not found (run from the repository root)") from None
+        raise error(f"{path}: not found (run from the repository root)") from None
     except OSError as exc:
-        raise ParamsError(f"{path}: cannot read ({exc.strerror})") from None
+        raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
     try:
-        raw = yaml.safe_load(text)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise error(f"{path}: not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise error(f"{path}: larger than {max_bytes:,} bytes; not a params file")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\0" in data:
+        raise error(f"{path}: not UTF-8 text (UTF-16 or binary: it holds NUL bytes); save it as UTF-8")
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); save it as UTF-8"
+        ) from None
+
+
+def read_yaml(
+    path: str | os.PathLike, *, max_bytes: int = MAX_PARAMS_BYTES, error: type[CaeError] = ParamsError
+) -> object:
+    """The plain data in the YAML file ``path`` (None when empty), read defensively: a
+    regular file, at most ``max_bytes``, UTF-8, a single document, no anchors or aliases,
+    at most :data:`MAX_DEPTH` levels deep, only YAML's own safe types. Anything else
+    raises ``error`` with one short line naming the file (and the line, where there is one)."""
+    path = Path(path)
+    text = _read_text(path, max_bytes, error)
+    loader = None
+    try:
+        loader = _PlainDataLoader(text)  # its reader refuses control characters here
+        return loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        if isinstance(exc, yaml.constructor.ConstructorError):  # e.g. !!python/object: never constructed
-            raise ParamsError(
+        context, problem = getattr(exc, "context", None), getattr(exc, "problem", None) or exc
+        problem = _short(f"{context}, {problem}" if context else problem)
+        if "constructor for the tag" in problem:  # e.g. !!python/object: never constructed
+            raise error(
                 f"{path}:{where} the YAML tag there is not allowed: params are plain data "
-                f"(safe_load), never code ({exc.problem})"
+                f"(safe_load), never code ({problem})"
             ) from None
-        raise ParamsError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return parse_params(raw, str(path))
+        raise error(f"{path}:{where} not valid YAML ({problem})") from None
+    except (ValueError, OverflowError) as exc:  # a scalar YAML's resolver accepts but Python cannot hold
+        raise error(f"{path}: a value cannot be read ({_short(exc)})") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def load_params(path: str | os.PathLike = DEFAULT_PARAMS) -> Params:
+    """Read and validate ``path`` (``params.yaml`` in the working directory by default)."""
+    return parse_params(read_yaml(path), str(path))

@@ -619,21 +619,10 @@ def write_raw(arrays: dict[str, np.ndarray], out_dir: Path) -> None:
 
 
 def read_raw(in_dir: Path, mmap: bool = False, rows: bool = False) -> dict[str, np.ndarray]:
-    """Load the four arrays :func:`write_raw` wrote, checking dtypes and shapes
-    (``mmap``: memory-mapped; ``rows``: :class:`cae.io.NpyRows`, read on demand)."""
-    in_dir = Path(in_dir)
+    """Load the four arrays :func:`write_raw` wrote, their dtypes, shapes and lengths
+    checked by :func:`cae.io.read_arrays` (``mmap``: memory-mapped; ``rows``:
+    :class:`cae.io.NpyRows`, read on demand)."""
     try:
-        arrays = read_arrays(in_dir, RAW_FILES, hint="run `dvc repro download`", mmap=mmap, rows=rows)
+        return read_arrays(Path(in_dir), RAW_FILES, hint="run `dvc repro download`", mmap=mmap, rows=rows)
     except CaeError as exc:
         raise DataError(str(exc)) from None
-    for key, a in arrays.items():
-        path = in_dir / f"{key}.npy"
-        want = (np.uint8, 4) if key.startswith("x") else (np.uint8, 1)
-        if a.dtype != want[0] or a.ndim != want[1]:
-            raise DataError(f"{path}: expected uint8 with {want[1]} dimensions, got {a.dtype} {a.shape}")
-    for split in ("train", "test"):
-        if len(arrays[f"x_{split}"]) != len(arrays[f"y_{split}"]):
-            raise DataError(f"{in_dir / f'y_{split}.npy'}: length differs from x_{split}.npy")
-    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
-        raise DataError(f"{in_dir / 'x_test.npy'}: image shape differs from x_train.npy")
-    return arrays

@@ -15,7 +15,9 @@ bounded however large the folder is. Bad input has one defined outcome each:
 * skipped, counted and named in a warning: a file that is not an image (by suffix),
   a corrupt or truncated image, an image over ``folder.max_pixels`` (a decompression
   bomb), a file or folder that cannot be read (permissions), a symbolic link that
-  leads back into a folder already walked (a loop) or nowhere;
+  leads back into a folder already walked (a loop), nowhere, or out of the folder
+  (links inside it are followed; nothing outside it is ever read), a FIFO, device or
+  socket (never opened: reading one could block for ever);
 * converted, counted in a warning: a grayscale image in a colour data set or the
   reverse;
 * a one-line error naming the folder or the file: a missing folder, a folder with no
@@ -40,7 +42,7 @@ import numpy as np
 from cae.config import FolderParams
 from cae.errors import CaeError, DataError
 from cae.images import FORMATS, read_image, resize
-from cae.io import NpyRows, NpyWriter, atomic_path, chunk_rows, save_npy, write_json
+from cae.io import NpyRows, NpyWriter, atomic_path, chunk_rows, save_npy, within, write_json
 
 log = logging.getLogger("cae.folder")
 
@@ -57,8 +59,12 @@ class Scan:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def _walk(top: Path, scan: Scan, seen: set[str]) -> list[Path]:
-    """Image candidates below ``top`` (symbolic links followed, each real folder once)."""
+OUTSIDE = "symbolic link out of the folder (not followed)"
+
+
+def _walk(top: Path, scan: Scan, seen: set[str], root: Path) -> list[Path]:
+    """Image candidates below ``top`` (symbolic links inside ``root`` followed, each real
+    folder once; links out of ``root`` and special files skipped)."""
     found: list[Path] = []
 
     def on_error(exc: OSError) -> None:
@@ -68,6 +74,10 @@ def _walk(top: Path, scan: Scan, seen: set[str]) -> list[Path]:
         real = os.path.realpath(dirpath)
         if real in seen and dirpath != str(top):  # a symbolic link back into a folder walked or to walk
             scan.skipped.append((Path(dirpath), "symbolic link loop (folder already read)"))
+            dirnames[:] = []
+            continue
+        if not within(real, root):
+            scan.skipped.append((Path(dirpath), OUTSIDE))
             dirnames[:] = []
             continue
         seen.add(real)
@@ -80,6 +90,10 @@ def _walk(top: Path, scan: Scan, seen: set[str]) -> list[Path]:
                 scan.skipped.append((path, f"not an image file ({path.suffix or 'no suffix'})"))
             elif not path.exists():
                 scan.skipped.append((path, "broken symbolic link"))
+            elif not within(path, root):
+                scan.skipped.append((path, OUTSIDE))
+            elif not path.is_file():
+                scan.skipped.append((path, "not a regular file (a FIFO, device or socket is never read)"))
             else:
                 found.append(path)
     return found
@@ -96,7 +110,9 @@ def scan_folder(root: Path) -> Scan:
         entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
     except OSError as exc:
         raise DataError(f"folder.path: {root} cannot be read ({exc.strerror or exc})") from None
-    subdirs = [p for p in entries if p.is_dir()]
+    outside = [p for p in entries if p.is_dir() and not within(p, root)]
+    scan.skipped += [(p, OUTSIDE) for p in outside]
+    subdirs = [p for p in entries if p.is_dir() and p not in outside]
     if subdirs:
         stray = [p for p in entries if not p.is_dir() and p.suffix.lower() in FORMATS]
         if stray:
@@ -107,9 +123,9 @@ def scan_folder(root: Path) -> Scan:
         seen |= {os.path.realpath(sub) for sub in subdirs}
         for label, sub in enumerate(subdirs):
             scan.classes.append(sub.name)
-            scan.files += [(p, label) for p in _walk(sub, scan, seen)]
+            scan.files += [(p, label) for p in _walk(sub, scan, seen, root)]
     else:
-        scan.files = [(p, 0) for p in _walk(root, scan, seen)]
+        scan.files = [(p, 0) for p in _walk(root, scan, seen, root)]
     if not scan.files:
         kinds = ", ".join(sorted({s.lstrip(".") for s in FORMATS}))
         raise DataError(f"folder.path: {root} has no images ({kinds}){_skip_note(scan.skipped)}")
@@ -244,6 +260,7 @@ def _kind(reason: str) -> str:
     for words, kind in (
         ("limit", "over folder.max_pixels"),
         ("loop", "symbolic link loop"),
+        ("out of the folder", "symbolic link out of the folder"),
         ("not an image file", "not an image file"),
         ("unreadable", "unreadable or corrupt"),
         ("corrupt", "unreadable or corrupt"),

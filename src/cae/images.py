@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import os
 import tempfile
 import time
 import warnings
@@ -31,7 +32,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from cae.errors import CaeError
-from cae.io import atomic_path
+from cae.io import atomic_path, within
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -234,8 +235,9 @@ def _mode_name(channels: int) -> str:
 
 def write_image(path: Path, picture: Picture, pixels: np.ndarray, *, overwrite: bool = False) -> None:
     """Write ``pixels`` (float (H, W, C) in [0, 1]) to ``path`` atomically, in ``picture``'s
-    format, bit depth and alpha; an existing file is an :class:`ImageError` unless ``overwrite``."""
-    if path.exists() and not overwrite:
+    format, bit depth and alpha; an existing file (or link) is an :class:`ImageError` unless
+    ``overwrite``, which replaces the file or the link itself, never what a link points to."""
+    if os.path.lexists(path) and not overwrite:
         raise ImageError(f"{path} already exists; add --overwrite to replace it")
     scale, dtype = (65535, np.uint16) if picture.bits == 16 else (255, np.uint8)
     values = np.rint(np.clip(pixels, 0, 1) * scale).astype(dtype)
@@ -411,7 +413,9 @@ def process(
                 if target in claimed:
                     raise ImageError(f"has the same output file {target} as {claimed[target]}")
                 claimed[target] = src.path
-                if target.exists() and not overwrite:
+                if not within(target.parent, out_dir):
+                    raise ImageError(f"{target.parent} is a symbolic link out of {out_dir}: nothing is written there")
+                if os.path.lexists(target) and not overwrite:
                     raise ImageError(f"{target} already exists; add --overwrite to replace it")
             start = time.perf_counter()
             picture = read_image(src.path, channels, convert=convert, max_pixels=max_pixels)

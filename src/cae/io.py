@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
 import json
 import math
 import os
 import shutil
+import stat
+import struct
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,6 +128,87 @@ def replace_dir(src: Path, dst: Path) -> None:
         raise
     if old is not None:
         _remove(old)
+
+
+# --- links and special files: never followed out of a tree, never modified through ----
+
+
+def open_regular(path: str | os.PathLike) -> int | None:
+    """A read-only descriptor of ``path`` if it is a regular file itself, else None: a
+    symbolic link is not followed, and a FIFO, device or folder is never opened."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # replaced by a link since the check
+            return None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced by something else since the check
+        os.close(fd)
+        return None
+    return fd
+
+
+def within(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """Whether ``path``, every link on the way resolved, lies inside folder ``root``."""
+    real, top = os.path.realpath(path), os.path.realpath(root)
+    return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def remove_entry(path: str | os.PathLike) -> None:
+    """Delete the file or link ``path`` itself, never what a link points to; its folder is
+    opened without following a link in its place, so a swapped-in link is refused (ELOOP)."""
+    path = Path(path)
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        os.unlink(path.name, dir_fd=folder)
+    finally:
+        os.close(folder)
+
+
+# --- model files: a .keras archive is checked before Keras opens it -----------------
+
+MAX_ARCHIVE_ENTRIES = 1000  # a saved model holds 3 (config, metadata, weights) plus assets
+MAX_ARCHIVE_CONFIG_BYTES = 8 << 20  # config.json / metadata.json, parsed whole by Keras (a few KB here)
+MAX_ARCHIVE_BYTES = 2 << 30  # everything uncompressed: Keras reads the weights into memory
+_END_OF_CENTRAL_DIRECTORY = b"PK\x05\x06"
+
+
+def check_keras_archive(path: str | os.PathLike) -> None:
+    """Refuse, with one :class:`CaeError` line and before Keras reads it, a ``.keras`` file
+    that is not a zip archive of a plausible model: too many entries, an oversized
+    ``config.json`` or ``metadata.json``, or too many bytes uncompressed. Only the zip's
+    directory is read (its declared sizes bind: :mod:`zipfile` reads no further)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - (1 << 16) - 22))  # the end record and its comment (at most 64 KiB)
+            tail = f.read()
+        end = tail.rfind(_END_OF_CENTRAL_DIRECTORY)
+        if end < 0 or len(tail) - end < 22:
+            raise CaeError(f"{path}: not a Keras model file (.keras: a zip archive)")
+        entries, directory_bytes = struct.unpack("<HI", tail[end + 10 : end + 16])
+        if entries > MAX_ARCHIVE_ENTRIES or directory_bytes > MAX_ARCHIVE_ENTRIES * 1024:
+            raise CaeError(f"{path}: a model archive with too many entries (at most {MAX_ARCHIVE_ENTRIES})")
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        raise CaeError(f"{path}: not a readable Keras model file ({exc})") from None
+    if len(infos) > MAX_ARCHIVE_ENTRIES:
+        raise CaeError(f"{path}: a model archive with too many entries (at most {MAX_ARCHIVE_ENTRIES})")
+    for info in infos:
+        if info.filename in ("config.json", "metadata.json") and info.file_size > MAX_ARCHIVE_CONFIG_BYTES:
+            raise CaeError(
+                f"{path}: its {info.filename} is {info.file_size:,} bytes, over the limit of "
+                f"{MAX_ARCHIVE_CONFIG_BYTES:,}: not a model this project saved"
+            )
+    total = sum(info.file_size for info in infos)
+    if total > MAX_ARCHIVE_BYTES:
+        raise CaeError(f"{path}: {total:,} bytes uncompressed, over the limit of {MAX_ARCHIVE_BYTES:,}")
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -319,6 +404,97 @@ def chunk_rows(row_shape: tuple[int, ...], itemsize: int = 4, budget: int = 1 <<
     return max(1, budget // max(1, int(np.prod(row_shape, dtype=np.int64)) * itemsize))
 
 
+# The project's arrays (data/raw, data/prepared) by name: dtype and dimensions. Images
+# are (N, H, W, C): clean ones uint8, noisy ones float32 in [0, 1]; labels (N,) uint8;
+# ``x_test_levels`` (levels, N, H, W, C) at the noise levels in ``test_levels``.
+ARRAY_LAYOUT = (
+    ("x_test_levels", np.float32, 5),
+    ("test_levels", np.float32, 1),
+    ("x_*_noisy", np.float32, 4),
+    ("x_*", np.uint8, 4),
+    ("y_*", np.uint8, 1),
+)
+
+
+def _layout(name: str) -> tuple[np.dtype, int] | None:
+    for pattern, dtype, ndim in ARRAY_LAYOUT:
+        if fnmatch.fnmatchcase(name, pattern):
+            return np.dtype(dtype), ndim
+    return None
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, offset of the data) from a ``.npy`` header; nothing else is read
+    (NumPy caps the header's size)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+        return tuple(shape), dtype, f.tell()
+
+
+def _check_npy(path: Path, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    """The array's shape and dtype, checked from its header before it is loaded: plain
+    numbers, the dtype and dimensions :data:`ARRAY_LAYOUT` gives ``name``, a file that
+    holds every byte the header promises; float values finite (read in chunks of 16 MiB,
+    so memory stays bounded). ``ValueError`` says what is wrong."""
+    shape, dtype, offset = _npy_header(path)
+    if dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype is not None:
+        raise ValueError(f"holds {dtype}, not plain numbers")
+    expected = _layout(name)
+    if expected is not None and (dtype != expected[0] or len(shape) != expected[1]):
+        raise _Layout(f"expected {expected[0]} with {expected[1]} dimensions, got {dtype} {shape}")
+    nbytes = math.prod(shape) * dtype.itemsize
+    size = os.path.getsize(path)
+    if size < offset + nbytes:
+        raise ValueError(f"file is truncated ({size:,} of {offset + nbytes:,} bytes)")
+    if dtype.kind == "f" and nbytes:
+        step = max(1, (1 << 24) // dtype.itemsize) * dtype.itemsize  # 16 MiB at a time
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for start in range(0, nbytes, step):
+                chunk = np.frombuffer(os.pread(fd, min(step, nbytes - start), offset + start), dtype)
+                finite = np.isfinite(chunk)
+                if not finite.all():
+                    first = int(np.argmin(finite))
+                    at = start // dtype.itemsize + first
+                    raise _Layout(f"holds a non-finite value ({chunk[first]} at flat index {at})")
+        finally:
+            os.close(fd)
+    return shape, dtype
+
+
+class _Layout(ValueError):
+    """A readable array of the wrong kind (not a corrupt file)."""
+
+
+def _check_together(arrays: dict[str, Any], in_dir: Path, hint: str) -> None:
+    """The arrays read together agree: one image shape, and as many images, noisy copies
+    and labels per split (``x_S``, ``x_S_noisy``, ``y_S``; ``x_test_levels``)."""
+    images = {
+        n: tuple(a.shape[2:] if n == "x_test_levels" else a.shape[1:]) for n, a in arrays.items() if n[:2] == "x_"
+    }
+    images = {n: s for n, s in images.items() if _layout(n) is not None}
+    if images:
+        first, shape = next(iter(images.items()))
+        for name, other in images.items():
+            if other != shape:
+                raise CaeError(f"{in_dir / name}.npy: images of shape {other}, but {first}.npy has {shape}; {hint}")
+    lengths = {n: a.shape[1] if n == "x_test_levels" else len(a) for n, a in arrays.items() if _layout(n) is not None}
+    for name, n in lengths.items():
+        split = name.removeprefix("x_").removeprefix("y_").removesuffix("_noisy").removesuffix("_levels")
+        if f"x_{split}" in lengths and name != "test_levels" and n != lengths[f"x_{split}"]:
+            raise CaeError(
+                f"{in_dir / name}.npy: {n} images or labels, but x_{split}.npy has {lengths[f'x_{split}']}; {hint}"
+            )
+    if "x_test_levels" in arrays and "test_levels" in arrays:
+        levels, stacked = len(arrays["test_levels"]), arrays["x_test_levels"].shape[0]
+        if levels != stacked:
+            raise CaeError(
+                f"{in_dir / 'x_test_levels'}.npy: {stacked} noise levels, but test_levels.npy lists {levels}; {hint}"
+            )
+
+
 def read_arrays(
     in_dir: str | os.PathLike,
     names: tuple[str, ...] | list[str],
@@ -331,6 +507,10 @@ def read_arrays(
 
     ``hint`` says how to produce the directory, e.g. ``"run `dvc repro download`"``.
     ``mmap``: memory-mapped arrays; ``rows``: :class:`NpyRows`, read a few rows at a time.
+    Every file is checked before it is loaded (:func:`_check_npy`: plain numbers, the
+    project's dtype and dimensions for its name, finite floats, not truncated), and
+    the arrays together (:func:`_check_together`), so a bad file is one line naming
+    it, never an error deep inside a stage.
     """
     in_dir = Path(in_dir)
     if not in_dir.is_dir():
@@ -341,10 +521,14 @@ def read_arrays(
         if not path.is_file():
             raise CaeError(f"{path}: not found; {hint}")
         try:
+            _check_npy(path, name)
             if rows:
                 out[name] = NpyRows(path)
             else:
                 out[name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except _Layout as exc:
+            raise CaeError(f"{path}: {exc}; {hint}") from None
         except (ValueError, OSError, EOFError) as exc:
             raise CaeError(f"{path}: unreadable or corrupt ({exc}); {hint}") from None
+    _check_together(out, in_dir, hint)
     return out

@@ -36,7 +36,7 @@ from keras import layers, ops
 
 from cae.config import LossName, ModelParams
 from cae.errors import CaeError
-from cae.io import TMP_PREFIX, atomic_path
+from cae.io import TMP_PREFIX, atomic_path, check_keras_archive
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -291,14 +291,42 @@ def _renumber_shared_ids(node, seen: dict[int, int]):
     return node
 
 
-def load_model(path: str | os.PathLike) -> keras.Model:
-    """Load a saved autoencoder in Keras safe mode (no arbitrary code from the file)."""
+def load_model(path: str | os.PathLike, image_shape: tuple[int, ...] | None = None) -> keras.Model:
+    """Load a saved autoencoder in Keras safe mode (no arbitrary code from the file).
+
+    The archive is checked first (:func:`cae.io.check_keras_archive`), and the model
+    must be an autoencoder: one input, one output of the input's shape; with
+    ``image_shape`` (H, W, C), it must also take images of that shape. Anything else
+    is a one-line :class:`CaeError`."""
     path = Path(path)
     if not path.is_file():
         raise CaeError(f"{path}: no trained model here; run `dvc repro train` (or `dvc pull`) first")
+    check_keras_archive(path)
     try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a bad file
         detail = " ".join(str(exc).split())  # one line
         detail = detail if len(detail) <= 600 else detail[:600] + " …"
         raise CaeError(f"{path}: not a loadable Keras model ({type(exc).__name__}: {detail})") from None
+    check_autoencoder(model, path, image_shape)
+    return model
+
+
+def check_autoencoder(model: keras.Model, path: str | os.PathLike, image_shape: tuple[int, ...] | None = None) -> None:
+    """:class:`CaeError` unless ``model`` maps images to images of the same shape (and
+    channels), and takes images of ``image_shape`` (H, W, C) when given."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise CaeError(
+            f"{path}: the model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
+            "an autoencoder has one of each"
+        )
+    given, made = tuple(model.inputs[0].shape[1:]), tuple(model.outputs[0].shape[1:])
+    if given != made:
+        raise CaeError(
+            f"{path}: the model's output shape {made} differs from its input shape {given}: "
+            "not an autoencoder (its output must be an image like its input, channels included)"
+        )
+    if image_shape is not None:
+        want = tuple(int(d) for d in image_shape)
+        if len(want) != len(given) or any(g is not None and g != w for g, w in zip(given, want, strict=False)):
+            raise CaeError(f"{path}: the model takes images of shape {given}, but the data's are {want}")

@@ -98,7 +98,7 @@ def examples_figure(params: Params, label: int, scores, x_test) -> None:
 
     most, least = extremes(scores, params.anomaly.examples)
     runtime.make_deterministic(params.seed)
-    model = load_model(class_dir(label) / "model.keras")
+    model = load_model(class_dir(label) / "model.keras", image_shape=x_test.shape[1:])
     images = to_float(np.asarray(x_test[np.concatenate([most, least])]))
     recon = model.predict(images, batch_size=params.anomaly.batch_size, verbose=0)
     n = len(most)

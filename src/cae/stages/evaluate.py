@@ -36,7 +36,7 @@ def main(params: Params) -> None:
         raise CaeError(f"{BASELINES_BY_NOISE}: not found; run `dvc repro baselines`")
     baseline_rows = [r for r in read_rows_csv(BASELINES_BY_NOISE) if r["method"] != "noisy"]
     runtime.make_deterministic(params.seed)
-    model = load_model(MODEL_PATH)
+    model = load_model(MODEL_PATH, image_shape=data["x_test"].shape[1:])
 
     def predict(x):
         return model.predict(x, batch_size=params.batch_size, verbose=0)

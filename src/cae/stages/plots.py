@@ -21,7 +21,7 @@ def main(params: Params) -> None:
     clean = to_float(data["x_test"][:N_IMAGES])
     noisy = data["x_test_noisy"][:N_IMAGES]
     runtime.make_deterministic(params.seed)
-    model = load_model(MODEL_PATH)
+    model = load_model(MODEL_PATH, image_shape=data["x_test"].shape[1:])
     reference_figure(clean, model.predict(clean, verbose=0), RECONSTRUCTIONS)
     denoising_figure(noisy, model.predict(noisy, verbose=0), clean, DENOISING)
     log.info("wrote %s and %s", RECONSTRUCTIONS, DENOISING)
