@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cae import runtime
-from cae.config import ModelParams, parse_params
+from cae.config import ModelParams, TrainSettings, parse_params
 from cae.errors import CaeError
 from cae.model import build_autoencoder, check_input_shape, encoder_of, load_model, save_model
 from cae.train import train_autoencoder
@@ -126,7 +126,9 @@ def _fit(tmp_path, name, **overrides):
     noisy, clean = _tiny_data()
     runtime.make_deterministic(params.seed)
     log_dir = tmp_path / name
-    return train_autoencoder(params, noisy[:48], clean[:48], noisy[48:], clean[48:], log_dir=log_dir), log_dir
+    return train_autoencoder(
+        params.model, TrainSettings.of(params), noisy[:48], clean[:48], noisy[48:], clean[48:], log_dir=log_dir
+    ), log_dir
 
 
 def test_training_learns_logs_curves_and_is_deterministic(tmp_path, monkeypatch):
@@ -150,7 +152,7 @@ def test_divergence_is_a_clear_error_not_a_model(tmp_path):
     clean[0, 0, 0, 0] = np.nan  # a NaN target makes the loss NaN
     params = parse_params({"epochs": 2, "batch_size": 16})
     with pytest.raises(CaeError, match="training diverged.*No model was written"):
-        train_autoencoder(params, noisy[:48], clean[:48], noisy[48:], clean[48:])
+        train_autoencoder(params.model, TrainSettings.of(params), noisy[:48], clean[:48], noisy[48:], clean[48:])
 
 
 def _layer_kinds(model):
@@ -248,7 +250,7 @@ def test_training_streamed_from_disk_equals_training_in_memory(tmp_path):
         else:
             args = list(arrays.values())
         runtime.make_deterministic(params.seed)
-        results.append(train_autoencoder(params, *args))
+        results.append(train_autoencoder(params.model, TrainSettings.of(params), *args))
     assert results[0].history == results[1].history
     for a, b in zip(results[0].model.get_weights(), results[1].model.get_weights(), strict=True):
         assert a.tobytes() == b.tobytes()
