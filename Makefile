@@ -1,6 +1,7 @@
 # Thin wrappers: each target is plain venv + pip + dvc/pytest underneath.
 #   make run    set up .venv, then `dvc repro` (download → noisy_pairs → train → evaluate → plots)
 #   make test   set up .venv, then the whole test suite
+#   make dvc-deps  rewrite dvc.yaml's code deps and params from the code (tools/dvc_deps.py)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -24,3 +25,7 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+.PHONY: dvc-deps
+dvc-deps: $(STAMP)
+	$(BIN)/python tools/dvc_deps.py
