@@ -50,7 +50,8 @@ NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 NOISE_KINDS: tuple[str, ...] = ("gaussian", "salt_pepper", "speckle", "poisson", "masking")
 BASELINE_METHODS: tuple[str, ...] = ("median", "gaussian", "tv", "nlmeans", "wavelet", "bm3d")
 AE_SCORES: tuple[str, ...] = ("mse", "ssim", "latent")  # per-image scores of a one-class autoencoder
-ANOMALY_SCORES: tuple[str, ...] = (*AE_SCORES, "ensemble")  # the choices of anomaly.score
+ENSEMBLE_SCORE = "ensemble"  # the mean of the standardised scores of anomaly.ensemble
+ANOMALY_SCORES: tuple[str, ...] = (*AE_SCORES, ENSEMBLE_SCORE)  # the choices of anomaly.score
 
 if TYPE_CHECKING:  # a type checker cannot read a Literal built from a tuple: plain strings to it
     NoiseKind = BaselineMethod = AEScore = AnomalyScore = str
@@ -289,7 +290,7 @@ class AnomalyParams(Section):
     batch_size: PositiveInt = 128
     model: ModelParams = Field(default_factory=lambda: ModelParams(**ANOMALY_MODEL))
     noise: NonNegativeFloat = 0.0
-    score: AnomalyScore = "ensemble"
+    score: AnomalyScore = ENSEMBLE_SCORE
     ensemble: list[AEScore] = Field(default_factory=lambda: list(AE_SCORES))
     threshold_k: Annotated[float, Field(allow_inf_nan=False)] = 2.0
     pca_dims: PositiveInt = 32

@@ -22,7 +22,7 @@ the class's training scores (``k`` = ``anomaly.threshold_k``).
 
 from __future__ import annotations
 
-from cae.config import Params
+from cae.config import ENSEMBLE_SCORE, Params
 from cae.errors import CaeError
 from cae.paths import (
     ANOMALY_BY_CLASS,
@@ -93,7 +93,7 @@ def main(params: Params) -> None:
                 f"{class_dir(label)}: scores {len(test['mse'])} test images, the test set has "
                 f"{len(y_test)}; rerun `dvc repro anomaly_class@{label}`"
             )
-        test["ensemble"], train["ensemble"] = ensemble_scores(test, train, cfg.ensemble)
+        test[ENSEMBLE_SCORE], train[ENSEMBLE_SCORE] = ensemble_scores(test, train, cfg.ensemble)
         anomalous = y_test != label
         rows += class_rows(label, test, train, anomalous, cfg.threshold_k)
         fpr, tpr = roc_points(test[cfg.score], anomalous, cfg.roc_points)
