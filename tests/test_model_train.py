@@ -191,11 +191,13 @@ def test_unet_has_skip_connections_and_batch_norm():
 def test_residual_output_subtracts_predicted_noise_and_stays_in_range():
     cfg = parse_params({"model": {"preset": "resunet"}}).model
     model = build_autoencoder(cfg, (8, 8, 1))
-    assert model.get_layer("input_minus_noise") is not None
     noise_layer = model.get_layer("noise")
     noise_layer.set_weights([np.zeros_like(w) for w in noise_layer.get_weights()])  # predicts no noise
     x = np.random.default_rng(0).random((2, 8, 8, 1), dtype=np.float32)
     np.testing.assert_allclose(model.predict(x, verbose=0), x, atol=1e-6)  # → output is the input
+    kernel = noise_layer.get_weights()[0]
+    noise_layer.set_weights([np.zeros_like(kernel), np.full(1, 0.25, np.float32)])  # predicts 0.25 everywhere
+    np.testing.assert_allclose(model.predict(x, verbose=0), np.clip(x - 0.25, 0, 1), atol=1e-6)  # input − noise
     noise_layer.set_weights([np.zeros_like(noise_layer.get_weights()[0]), np.full(1, -5.0, np.float32)])
     assert model.predict(x, verbose=0).max() <= 1.0  # clipped
 
