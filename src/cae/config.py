@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, TypeAlias
 
 import yaml
 from pydantic import (
@@ -54,7 +54,10 @@ ENSEMBLE_SCORE = "ensemble"  # the mean of the standardised scores of anomaly.en
 ANOMALY_SCORES: tuple[str, ...] = (*AE_SCORES, ENSEMBLE_SCORE)  # the choices of anomaly.score
 
 if TYPE_CHECKING:  # a type checker cannot read a Literal built from a tuple: plain strings to it
-    NoiseKind = BaselineMethod = AEScore = AnomalyScore = str
+    NoiseKind: TypeAlias = str
+    BaselineMethod: TypeAlias = str
+    AEScore: TypeAlias = str
+    AnomalyScore: TypeAlias = str
 else:  # Literal[names]: the schema accepts exactly these names, and its error message lists them
     NoiseKind = Literal[NOISE_KINDS]
     BaselineMethod = Literal[BASELINE_METHODS]
@@ -186,7 +189,7 @@ PRESETS: dict[str, dict] = {
 
 PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
 if TYPE_CHECKING:
-    PresetName = str
+    PresetName: TypeAlias = str
 else:
     PresetName = Literal[PRESET_NAMES]
 

@@ -179,7 +179,7 @@ def load_embedding(variant: str):
     return load_model(path)
 
 
-def read_codes() -> dict[str, dict[str, object]]:
+def read_codes() -> dict[str, dict[str, np.ndarray]]:
     """What `latent` wrote: ``{variant: {split: codes}}``."""
     from cae.io import read_arrays
 
