@@ -1,9 +1,10 @@
 # Thin wrappers: each target is plain venv + pip + dvc/pytest/ruff/mypy underneath.
 #   make run        set up .venv, then `dvc repro` (download → noisy_pairs → train → evaluate → plots)
 #   make test       set up .venv, then the whole test suite
-#   make lint       ruff check and ruff format --check on src, tests and benchmarks
+#   make lint       ruff check and ruff format --check on src, tests, benchmarks and tools
 #   make typecheck  mypy on src (settings in pyproject.toml)
 #   make test-fast  the tests without the end-to-end dvc runs (pytest -m "not slow")
+#   make dvc-deps   rewrite dvc.yaml's code deps and params from the code (tools/dvc_deps.py)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -29,7 +30,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
 # --- code checks: lint, typecheck, test-fast ---
-CHECKED := src tests benchmarks
+CHECKED := src tests benchmarks tools
 
 .PHONY: lint typecheck test-fast
 
@@ -42,3 +43,7 @@ typecheck: $(STAMP)
 
 test-fast: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m "not slow"
+
+.PHONY: dvc-deps
+dvc-deps: $(STAMP)
+	$(BIN)/python tools/dvc_deps.py

@@ -182,9 +182,12 @@ def fit_reference(x_float, x_val_float, epochs: int, callbacks) -> None:
 
 
 def fit_project(x8, x_val8, params, callbacks, in_memory=None) -> None:
+    from cae.config import TrainSettings
     from cae.train import train_autoencoder
 
-    train_autoencoder(params, x8, x8, x_val8, x_val8, callbacks=callbacks, in_memory=in_memory)
+    train_autoencoder(
+        params.model, TrainSettings.of(params), x8, x8, x_val8, x_val8, callbacks=callbacks, in_memory=in_memory
+    )
 
 
 def throughput(x8, x_val8, rounds: int, epochs: int, variants: bool) -> dict[str, float]:

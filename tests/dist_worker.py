@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 from cae import runtime
-from cae.config import parse_params
+from cae.config import TrainSettings, parse_params
 
 PARAMS = {"epochs": 2, "batch_size": 16, "model": {"learning_rate": 0.01}}
 
@@ -28,7 +28,7 @@ def fit(distribute, strategy=None):
 
     params = parse_params({**PARAMS, "distribute": distribute})
     runtime.make_deterministic(params.seed)
-    result = train_autoencoder(params, *data(), strategy=strategy)
+    result = train_autoencoder(params.model, TrainSettings.of(params), *data(), strategy=strategy)
     return {
         "loss": np.array(result.history["loss"]),
         "val_loss": np.array(result.history["val_loss"]),

@@ -90,7 +90,7 @@ def test_alpha_is_set_aside_and_put_back(tmp_path):
     la = np.stack([gray(5, 5), gray(5, 5, seed=1)], axis=-1)
     src = save(tmp_path / "la.png", la, mode="LA")
     pic = read_image(src, 1)
-    assert pic.pixels.shape == (5, 5, 1) and pic.alpha is not None
+    assert pic.pixels.shape == (5, 5, 1) and np.array_equal(pic.alpha, la[..., 1])
     write_image(tmp_path / "out.png", pic, pic.pixels)
     with Image.open(tmp_path / "out.png") as im:
         assert im.mode == "LA" and np.array_equal(np.asarray(im), la)

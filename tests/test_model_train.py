@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cae import runtime
-from cae.config import ModelParams, parse_params
+from cae.config import ModelParams, TrainSettings, parse_params
 from cae.errors import CaeError
 from cae.model import build_autoencoder, check_input_shape, encoder_of, load_model, save_model
 from cae.train import train_autoencoder
@@ -126,7 +126,9 @@ def _fit(tmp_path, name, **overrides):
     noisy, clean = _tiny_data()
     runtime.make_deterministic(params.seed)
     log_dir = tmp_path / name
-    return train_autoencoder(params, noisy[:48], clean[:48], noisy[48:], clean[48:], log_dir=log_dir), log_dir
+    return train_autoencoder(
+        params.model, TrainSettings.of(params), noisy[:48], clean[:48], noisy[48:], clean[48:], log_dir=log_dir
+    ), log_dir
 
 
 def test_training_learns_logs_curves_and_is_deterministic(tmp_path, monkeypatch):
@@ -150,7 +152,7 @@ def test_divergence_is_a_clear_error_not_a_model(tmp_path):
     clean[0, 0, 0, 0] = np.nan  # a NaN target makes the loss NaN
     params = parse_params({"epochs": 2, "batch_size": 16})
     with pytest.raises(CaeError, match="training diverged.*No model was written"):
-        train_autoencoder(params, noisy[:48], clean[:48], noisy[48:], clean[48:])
+        train_autoencoder(params.model, TrainSettings.of(params), noisy[:48], clean[:48], noisy[48:], clean[48:])
 
 
 def _layer_kinds(model):
@@ -189,11 +191,13 @@ def test_unet_has_skip_connections_and_batch_norm():
 def test_residual_output_subtracts_predicted_noise_and_stays_in_range():
     cfg = parse_params({"model": {"preset": "resunet"}}).model
     model = build_autoencoder(cfg, (8, 8, 1))
-    assert model.get_layer("input_minus_noise") is not None
     noise_layer = model.get_layer("noise")
     noise_layer.set_weights([np.zeros_like(w) for w in noise_layer.get_weights()])  # predicts no noise
     x = np.random.default_rng(0).random((2, 8, 8, 1), dtype=np.float32)
     np.testing.assert_allclose(model.predict(x, verbose=0), x, atol=1e-6)  # → output is the input
+    kernel = noise_layer.get_weights()[0]
+    noise_layer.set_weights([np.zeros_like(kernel), np.full(1, 0.25, np.float32)])  # predicts 0.25 everywhere
+    np.testing.assert_allclose(model.predict(x, verbose=0), np.clip(x - 0.25, 0, 1), atol=1e-6)  # input − noise
     noise_layer.set_weights([np.zeros_like(noise_layer.get_weights()[0]), np.full(1, -5.0, np.float32)])
     assert model.predict(x, verbose=0).max() <= 1.0  # clipped
 
@@ -248,7 +252,7 @@ def test_training_streamed_from_disk_equals_training_in_memory(tmp_path):
         else:
             args = list(arrays.values())
         runtime.make_deterministic(params.seed)
-        results.append(train_autoencoder(params, *args))
+        results.append(train_autoencoder(params.model, TrainSettings.of(params), *args))
     assert results[0].history == results[1].history
     for a, b in zip(results[0].model.get_weights(), results[1].model.get_weights(), strict=True):
         assert a.tobytes() == b.tobytes()

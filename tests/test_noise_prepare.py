@@ -9,6 +9,11 @@ from cae.noise import corrupt, corrupt_mixed, gaussian, noisy_inputs
 from cae.prepare import PREPARED_FILES, eval_subset, make_pairs, split_indices, to_float
 
 
+def _sections(params):
+    """What make_pairs / write_pairs take of the params: noise, split, seed."""
+    return params.noise, params.split, params.seed
+
+
 def _raw(n_train=50, n_test=20, seed=3):
     rng = np.random.default_rng(seed)
     return {
@@ -61,7 +66,7 @@ def test_split_leaving_nothing_to_train_is_an_error():
 
 def test_make_pairs_shapes_dtypes_and_determinism():
     params = parse_params({"split": {"val_fraction": 0.2}, "seed": 11})
-    pairs = make_pairs(_raw(), params)
+    pairs = make_pairs(_raw(), *_sections(params))
     assert tuple(pairs) == PREPARED_FILES
     assert pairs["x_train"].shape == (40, 8, 8, 1) and pairs["x_val"].shape == (10, 8, 8, 1)
     assert pairs["x_test"].shape == (20, 8, 8, 1)
@@ -70,10 +75,10 @@ def test_make_pairs_shapes_dtypes_and_determinism():
         assert pairs[f"x_{split}_noisy"].dtype == np.float32
         assert pairs[f"x_{split}_noisy"].shape == pairs[f"x_{split}"].shape
         assert len(pairs[f"y_{split}"]) == len(pairs[f"x_{split}"])
-    again = make_pairs(_raw(), params)
+    again = make_pairs(_raw(), *_sections(params))
     for name in PREPARED_FILES:
         assert pairs[name].tobytes() == again[name].tobytes(), name
-    other = make_pairs(_raw(), parse_params({"split": {"val_fraction": 0.2}, "seed": 12}))
+    other = make_pairs(_raw(), *_sections(parse_params({"split": {"val_fraction": 0.2}, "seed": 12})))
     assert pairs["x_test_noisy"].tobytes() != other["x_test_noisy"].tobytes()
     # the test set itself is never shuffled or subset
     np.testing.assert_array_equal(pairs["x_test"], _raw()["x_test"])
@@ -121,7 +126,7 @@ def test_mixed_levels_use_every_level():
 
 def test_prepared_test_levels_and_headline():
     params = parse_params({"noise": {"factor": [0.3, 0.1], "eval_levels": [0.5, 0.3]}})
-    pairs = make_pairs(_raw(), params)
+    pairs = make_pairs(_raw(), *_sections(params))
     np.testing.assert_allclose(pairs["test_levels"], [0.3, 0.5])  # headline (first factor) + eval levels
     assert pairs["x_test_levels"].shape == (2, 20, 8, 8, 1)
     assert params.noise.test_level == 0.3
@@ -156,12 +161,12 @@ def test_write_pairs_streams_the_same_bytes_as_make_pairs(tmp_path, monkeypatch)
 
     params = parse_params({"noise": {"factor": [0.2, 0.5], "eval_levels": [0.1]}, "seed": 4})
     raw = _raw()
-    expected = make_pairs(raw, params)
+    expected = make_pairs(raw, *_sections(params))
     for key, a in raw.items():
         np.save(tmp_path / f"{key}.npy", a)
     monkeypatch.setattr(prepare, "chunk_rows", lambda shape: 3)
     rows = {key: NpyRows(tmp_path / f"{key}.npy") for key in raw}
-    shapes = prepare.write_pairs(rows, params, tmp_path / "prepared")
+    shapes = prepare.write_pairs(rows, *_sections(params), tmp_path / "prepared")
     assert shapes == {name: a.shape for name, a in expected.items()}
     for name, a in expected.items():
         buf = tmp_path / "expected.npy"
@@ -177,17 +182,17 @@ def test_write_pairs_failing_midway_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(prepare, "corrupt_into", boom)
     with pytest.raises(CaeError, match="no space left"):
-        prepare.write_pairs(_raw(), parse_params({}), tmp_path / "prepared")
+        prepare.write_pairs(_raw(), *_sections(parse_params({})), tmp_path / "prepared")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_noisy_inputs_draw_train_then_val_from_one_seed_and_leave_zero_alone():
+def test_noisy_inputs_draw_train_then_val_from_one_generator_and_leave_zero_alone():
     rng = np.random.default_rng(0)
     train, val = rng.random((4, 6, 6, 1), dtype=np.float32), rng.random((2, 6, 6, 1), dtype=np.float32)
-    same = noisy_inputs(train, val, 0.0, [1, 2])
+    same = noisy_inputs(train, val, 0.0, np.random.default_rng(7))
     assert same[0] is train and same[1] is val
-    noisy_train, noisy_val = noisy_inputs(train, val, 0.3, [1, 2])
-    expected = np.random.default_rng([1, 2])
+    noisy_train, noisy_val = noisy_inputs(train, val, 0.3, np.random.default_rng(7))
+    expected = np.random.default_rng(7)
     np.testing.assert_array_equal(noisy_train, gaussian(train, 0.3, expected))
     np.testing.assert_array_equal(noisy_val, gaussian(val, 0.3, expected))
     assert not np.array_equal(noisy_train, train)

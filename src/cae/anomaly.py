@@ -29,10 +29,16 @@ from typing import Any
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from cae.config import Params
+from cae import seeds
+from cae.config import AE_SCORES, ANOMALY_SCORES, ModelParams, TrainSettings
 from cae.errors import CaeError
+from cae.paths import class_dir, class_hint
+from cae.seeds import Stream
 
-AE_SCORES = ("mse", "ssim", "latent")
+PEER_SCORE = "pca"
+CLASS_SCORES = (*AE_SCORES, PEER_SCORE)  # what `anomaly_class@<c>` writes, per image
+METHODS = (*ANOMALY_SCORES, PEER_SCORE)  # what `anomaly` measures: every score and the peer
+BY_CLASS_COLUMNS = ("class", "method", "auroc", "ap", "threshold", "precision", "recall", "f1")
 _STD_FLOOR = 1e-12
 
 
@@ -117,15 +123,16 @@ def ensemble_scores(
     return np.mean(test_z, axis=0), np.mean(train_z, axis=0)
 
 
-def pca_scores(train: np.ndarray, test: np.ndarray, dims: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def pca_scores(train: np.ndarray, test: np.ndarray, dims: int, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Reconstruction MSE from the first ``dims`` principal components of ``train``:
-    (test scores, training scores). ``dims`` is capped at the number of training images."""
+    (test scores, training scores). ``dims`` is capped at the number of training images.
+    ``random_state`` is scikit-learn's (the full SVD used here draws nothing from it)."""
     from sklearn.decomposition import PCA
 
     a = train.reshape(len(train), -1).astype(np.float64)
     b = test.reshape(len(test), -1).astype(np.float64)
     dims = min(dims, len(a), a.shape[1])
-    pca = PCA(n_components=dims, svd_solver="full", random_state=seed).fit(a)
+    pca = PCA(n_components=dims, svd_solver="full", random_state=random_state).fit(a)
 
     def error(v):
         return mse_scores(v, pca.inverse_transform(pca.transform(v)))
@@ -218,29 +225,94 @@ def autoencoder_scores(model, encoder, images: np.ndarray, batch_size: int) -> d
     return {"mse": mse_scores(images, recon), "ssim": ssim_scores(images, recon), "codes": codes}
 
 
-def fit_one_class(params: Params, label: int, train: np.ndarray, val: np.ndarray, test: np.ndarray) -> OneClassResult:
-    """Train ``params.anomaly.model`` on one class's images (float32 in [0, 1]) and score
-    ``test`` and ``train`` with every score in :data:`AE_SCORES` and the PCA peer (``pca``).
+def fit_one_class(
+    model: ModelParams,
+    settings: TrainSettings,
+    label: int,
+    train: np.ndarray,
+    val: np.ndarray,
+    test: np.ndarray,
+    *,
+    noise: float = 0.0,
+    pca_dims: int = 32,
+) -> OneClassResult:
+    """Train ``model`` (with ``settings``) on one class's images (float32 in [0, 1]) and
+    score ``test`` and ``train`` with every score in :data:`AE_SCORES` and the PCA peer
+    (``pca``, ``pca_dims`` components).
 
-    With ``anomaly.noise`` > 0 the model learns to denoise: its inputs carry Gaussian noise
-    of that standard deviation, its targets are clean. Scores are always of clean images.
-    The caller seeds TensorFlow first.
+    With ``noise`` > 0 the model learns to denoise: its inputs carry Gaussian noise of that
+    standard deviation, its targets are clean. Scores are always of clean images, predicted
+    in batches of ``settings.batch_size``. The caller seeds TensorFlow first.
     """
     from cae.model import encoder_of
     from cae.noise import noisy_inputs
     from cae.train import train_autoencoder
 
-    cfg = params.anomaly
-    run = params.model_copy(update={"model": cfg.model, "epochs": cfg.epochs, "batch_size": cfg.batch_size})
-    inputs, val_inputs = noisy_inputs(train, val, cfg.noise, [params.seed, 300, label])
-    fitted = train_autoencoder(run, inputs, train, val_inputs, val)
+    inputs, val_inputs = noisy_inputs(train, val, noise, seeds.rng(settings.seed, Stream.ONE_CLASS_NOISE, label))
+    fitted = train_autoencoder(model, settings, inputs, train, val_inputs, val)
     encoder = encoder_of(fitted.model)
     result = OneClassResult(fitted.model, fitted.history, fitted.seconds)
-    result.test = autoencoder_scores(fitted.model, encoder, test, cfg.batch_size)
-    result.train = autoencoder_scores(fitted.model, encoder, train, cfg.batch_size)
+    result.test = autoencoder_scores(fitted.model, encoder, test, settings.batch_size)
+    result.train = autoencoder_scores(fitted.model, encoder, train, settings.batch_size)
     train_codes = result.train.pop("codes")
     mean, precision = latent_fit(train_codes)
     result.train["latent"] = latent_scores(train_codes, mean, precision)
     result.test["latent"] = latent_scores(result.test.pop("codes"), mean, precision)
-    result.test["pca"], result.train["pca"] = pca_scores(train, test, cfg.pca_dims, params.seed)
+    peer_seed = seeds.seed_int(settings.seed, Stream.ONE_CLASS_PCA, label)
+    result.test[PEER_SCORE], result.train[PEER_SCORE] = pca_scores(train, test, pca_dims, peer_seed)
     return result
+
+
+# --- the study: what `anomaly_class@<c>` wrote, measured ------------------------------------
+
+
+def read_class(label: int) -> tuple[dict, dict, dict]:
+    """What `anomaly_class@<label>` wrote: (test scores, training scores, stats)."""
+    import json
+
+    from cae.io import read_arrays
+
+    names = [f"{split}_{s}" for split in ("test", "train") for s in CLASS_SCORES]
+    arrays = read_arrays(class_dir(label), names, hint=class_hint(label))
+    stats_path = class_dir(label) / "stats.json"
+    try:
+        stats = json.loads(stats_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CaeError(f"{stats_path}: missing or unreadable ({exc}); {class_hint(label)}") from None
+    test = {s: arrays[f"test_{s}"] for s in CLASS_SCORES}
+    train = {s: arrays[f"train_{s}"] for s in CLASS_SCORES}
+    return test, train, stats
+
+
+def class_rows(label: int, test: dict, train: dict, anomalous, k: float) -> list[dict]:
+    """One row of ``plots/anomaly_by_class.csv`` per method, for one class."""
+    rows = []
+    for method in METHODS:
+        threshold = threshold_of(train[method], k)
+        decision = decision_metrics(test[method], anomalous, threshold)
+        rows.append(
+            {
+                "class": label,
+                "method": method,
+                "auroc": round(auroc(test[method], anomalous), 6),
+                "ap": round(average_precision(test[method], anomalous), 6),
+                "threshold": float(f"{threshold:.6g}"),
+                **{key: round(value, 6) for key, value in decision.items()},
+            }
+        )
+    return rows
+
+
+def summarise(rows: list[dict], score: str, classes: list[int]) -> dict:
+    """``metrics/anomaly.json`` from the per-class rows."""
+    pick = {(r["class"], r["method"]): r for r in rows}
+    metrics: dict = {"score": score}
+    for key in ("auroc", "ap", "precision", "recall", "f1"):
+        values = [pick[(c, score)][key] for c in classes]
+        metrics.update({f"{key}_{c}": v for c, v in zip(classes, values, strict=True)})
+        metrics[f"{key}_mean"] = round(float(np.mean(values)), 6)
+    pca = [pick[(c, PEER_SCORE)] for c in classes]
+    metrics.update({f"pca_auroc_{c}": r["auroc"] for c, r in zip(classes, pca, strict=True)})
+    for key in ("auroc", "ap", "f1"):
+        metrics[f"pca_{key}_mean"] = round(float(np.mean([r[key] for r in pca])), 6)
+    return metrics

@@ -57,9 +57,10 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
+from cae.config import BASELINE_METHODS
 from cae.evaluate import psnr_ssim
 
-METHODS: tuple[str, ...] = ("median", "gaussian", "tv", "nlmeans", "wavelet", "bm3d")
+METHODS: tuple[str, ...] = BASELINE_METHODS  # the names baselines.methods accepts
 
 # Fixed settings (reported in the hyper dicts where they matter).
 NLM_PATCH_SIZE = 5

@@ -31,7 +31,7 @@ from cae.config import DEFAULT_PARAMS, MAX_LOCK_BYTES, read_yaml
 from cae.errors import CaeError
 from cae.images import DEFAULT_BATCH_SIZE, DEFAULT_MAX_PIXELS, Outcome, collect_inputs, prepare_output, process
 from cae.io import check_keras_archive, write_bytes
-from cae.stages import METRICS_DIR, MODEL_PATH
+from cae.paths import METRICS_DIR, MODEL_PATH
 
 LOCK_PATH = Path("dvc.lock")
 EVAL_PATH = METRICS_DIR / "eval.json"  # its `score_threshold` decides anomaly/normal

@@ -19,8 +19,9 @@ from __future__ import annotations
 import codecs
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 import yaml
 from pydantic import (
@@ -58,6 +59,26 @@ Epochs = Annotated[int, Field(strict=True, gt=0, le=100_000)]
 BatchSize = Annotated[int, Field(strict=True, gt=0, le=65_536)]
 NoiseLevel = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]  # beyond std 100 every pixel is clipped
 MAX_LEVELS = 32  # noise levels: each is a full copy of the test set on disk
+
+# Lists of names, each defined once; the schema's choices below are derived from them.
+# (cae.noise keys its corruption functions, cae.baselines its methods and cae.anomaly
+# its scores by these names.)
+NOISE_KINDS: tuple[str, ...] = ("gaussian", "salt_pepper", "speckle", "poisson", "masking")
+BASELINE_METHODS: tuple[str, ...] = ("median", "gaussian", "tv", "nlmeans", "wavelet", "bm3d")
+AE_SCORES: tuple[str, ...] = ("mse", "ssim", "latent")  # per-image scores of a one-class autoencoder
+ENSEMBLE_SCORE = "ensemble"  # the mean of the standardised scores of anomaly.ensemble
+ANOMALY_SCORES: tuple[str, ...] = (*AE_SCORES, ENSEMBLE_SCORE)  # the choices of anomaly.score
+
+if TYPE_CHECKING:  # a type checker cannot read a Literal built from a tuple: plain strings to it
+    NoiseKind: TypeAlias = str
+    BaselineMethod: TypeAlias = str
+    AEScore: TypeAlias = str
+    AnomalyScore: TypeAlias = str
+else:  # Literal[names]: the schema accepts exactly these names, and its error message lists them
+    NoiseKind = Literal[NOISE_KINDS]
+    BaselineMethod = Literal[BASELINE_METHODS]
+    AEScore = Literal[AE_SCORES]
+    AnomalyScore = Literal[ANOMALY_SCORES]
 
 
 class Section(BaseModel):
@@ -104,7 +125,7 @@ class SplitParams(Section):
 class NoiseParams(Section):
     """Synthetic corruption (see :mod:`cae.noise` for what ``factor`` means per kind)."""
 
-    kind: Literal["gaussian", "salt_pepper", "speckle", "poisson", "masking"] = "gaussian"
+    kind: NoiseKind = "gaussian"
     factor: NoiseLevel | Annotated[list[NoiseLevel], Field(max_length=MAX_LEVELS)] = 0.4
     eval_levels: Annotated[list[NoiseLevel], Field(max_length=MAX_LEVELS)] = Field(
         default_factory=lambda: [0.2, 0.4, 0.6]
@@ -191,10 +212,17 @@ PRESETS: dict[str, dict] = {
 }
 
 
+PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
+if TYPE_CHECKING:
+    PresetName: TypeAlias = str
+else:
+    PresetName = Literal[PRESET_NAMES]
+
+
 class ModelParams(Section):
     """The autoencoder's architecture and optimisation; ``preset`` fills unset keys."""
 
-    preset: Literal["reference", "wide", "strided", "unet", "unet_wide", "resunet", "unet_deep", "fast"] = "reference"
+    preset: PresetName = "reference"
     # at most 10 levels (a 1024-fold halving) of at most 4096 filters
     filters: Annotated[list[Annotated[int, Field(strict=True, gt=0, le=4096)]], Field(max_length=10)]
     kernel_size: Annotated[int, Field(strict=True, gt=0, le=31)]
@@ -273,15 +301,11 @@ class ModelParams(Section):
 class BaselinesParams(Section):
     """Classical denoisers scored beside the autoencoder (stage ``baselines``)."""
 
-    methods: list[Literal["median", "gaussian", "tv", "nlmeans", "wavelet", "bm3d"]] = Field(
-        default=["median", "gaussian", "tv", "nlmeans", "wavelet", "bm3d"]  # pydantic copies it for each instance
-    )
+    methods: list[BaselineMethod] = Field(default_factory=lambda: list(BASELINE_METHODS))
     subset: PositiveInt = 1000  # capped at the number of test images
     val_images: PositiveInt = 50  # capped at the number of validation images
     workers: Annotated[int, Field(strict=True, gt=0, le=256)] = 2
 
-
-AnomalyScore = Literal["mse", "ssim", "latent"]
 
 # The one-class models' default architecture (anomaly.model in params.yaml).
 ANOMALY_MODEL: dict = {"preset": "reference", "latent_dim": 16, "loss": "mse"}
@@ -296,8 +320,8 @@ class AnomalyParams(Section):
     batch_size: BatchSize = 128
     model: ModelParams = Field(default_factory=lambda: ModelParams(**ANOMALY_MODEL))
     noise: NoiseLevel = 0.0
-    score: Literal["mse", "ssim", "latent", "ensemble"] = "ensemble"
-    ensemble: list[AnomalyScore] = Field(default=["mse", "ssim", "latent"])  # pydantic copies it for each instance
+    score: AnomalyScore = ENSEMBLE_SCORE
+    ensemble: list[AEScore] = Field(default_factory=lambda: list(AE_SCORES))
     threshold_k: Annotated[float, Field(allow_inf_nan=False)] = 2.0
     pca_dims: PositiveInt = 32
     min_images: PositiveInt = 10
@@ -388,6 +412,26 @@ class Params(Section):
         if info.data.get("dataset") == "folder" and not v.path:
             raise ValueError("folder.path must name a folder of images when dataset is folder (got null)")
         return v
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How a model is trained, apart from its architecture (a :class:`ModelParams`): what
+    :func:`cae.train.train_autoencoder` takes. Each stage that trains builds one from the
+    params it reads (the denoiser's from the top level, a one-class model's and an
+    embedding's from their own sections), so the stage's dvc.yaml entry lists exactly those."""
+
+    seed: int
+    epochs: int
+    batch_size: int
+    distribute: str = "none"  # see Params.distribute
+    steps_per_execution: int = 1
+
+    @classmethod
+    def of(cls, params: Params) -> TrainSettings:
+        """The top-level settings (the `train` stage's), for tests and benchmarks; a stage
+        builds its settings field by field, so that its params are visible where it reads them."""
+        return cls(params.seed, params.epochs, params.batch_size, params.distribute, params.steps_per_execution)
 
 
 _TYPE_TAGS = {"int", "float", "str", "bool"}

@@ -43,6 +43,8 @@ import requests
 from cae.config import DownloadParams
 from cae.errors import CaeError, DataError
 from cae.io import atomic_path, read_arrays, write_arrays
+from cae.paths import HINT_RAW
+from cae.seeds import mnist_sample_rng
 
 try:  # numpy >= 2
     from numpy._core.multiarray import _reconstruct as _np_reconstruct
@@ -97,7 +99,6 @@ HOW_TO_SUPPLY = (
 _RETRY_WAIT_S = 1.0  # seconds before the first retry of a failed download; doubles after
 _PIP_WALL_S = 600.0  # wall-clock limit for the whole `pip download`
 _IDX_MAX_BYTES = 1 << 26  # 64 MiB: MNIST's largest IDX file is 47,040,016 bytes; bounds a gzip bomb
-_SAMPLE_SEED = 0
 _SAMPLE_TEST_PER_CLASS = 100
 
 # dtype code -> numpy type, for the IDX header's third byte (values are big-endian).
@@ -564,7 +565,7 @@ def load_mnist_sample() -> tuple[dict[str, np.ndarray], str]:
         raise DataError(f"{source}: unexpected pixel data (shape {X.shape})")
     images = X.astype(np.uint8).reshape(-1, *IMAGE_SHAPE)
     labels = _labels_to_uint8(np.asarray(y), len(images), source, "sample")
-    rng = np.random.RandomState(_SAMPLE_SEED)  # legacy generator: its stream is frozen across numpy versions
+    rng = mnist_sample_rng()  # legacy generator: its stream is frozen across numpy versions
     train_idx, test_idx = [], []
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
@@ -623,6 +624,6 @@ def read_raw(in_dir: Path, mmap: bool = False, rows: bool = False) -> dict[str, 
     checked by :func:`cae.io.read_arrays` (``mmap``: memory-mapped; ``rows``:
     :class:`cae.io.NpyRows`, read on demand)."""
     try:
-        return read_arrays(Path(in_dir), RAW_FILES, hint="run `dvc repro download`", mmap=mmap, rows=rows)
+        return read_arrays(Path(in_dir), RAW_FILES, hint=HINT_RAW, mmap=mmap, rows=rows)
     except CaeError as exc:
         raise DataError(str(exc)) from None

@@ -39,10 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
+from cae import seeds
 from cae.config import FolderParams
 from cae.errors import CaeError, DataError
 from cae.images import FORMATS, read_image, resize
 from cae.io import NpyRows, NpyWriter, atomic_path, chunk_rows, save_npy, within, write_json
+from cae.seeds import Stream
 
 log = logging.getLogger("cae.folder")
 
@@ -171,7 +173,7 @@ def split_by_class(labels: np.ndarray, test_fraction: float, seed: int) -> tuple
             single.append(int(c))
             continue
         n_test = min(len(idx) - 1, max(1, round(len(idx) * test_fraction)))
-        perm = np.random.default_rng([seed, int(c)]).permutation(idx)
+        perm = seeds.rng(seed, Stream.FOLDER_SPLIT, int(c)).permutation(idx)
         test.append(perm[:n_test])
         train.append(perm[n_test:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test or [np.zeros(0, np.int64)])), single

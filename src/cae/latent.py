@@ -23,8 +23,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from cae.paths import HINT_LATENT, LATENT_DIR, embedding_hint, embedding_path
+
 KNN_K = 5
 RETRIEVAL_K = 10
+VARIANTS = ("plain", "variational")  # the embedding models: train_embedding@<variant>
+SPLITS = ("train", "test")  # the codes `latent` writes: data/latent/<variant>_<split>.npy
 
 
 def flat(x: np.ndarray) -> np.ndarray:
@@ -93,49 +97,52 @@ def code_metrics(
     }
 
 
-def pca_codes(train_images: np.ndarray, test_images: np.ndarray, dims: int, seed: int = 0):
+def pca_codes(train_images: np.ndarray, test_images: np.ndarray, dims: int, random_state: int = 0):
     """The peer: the first ``dims`` principal components of ``train_images`` (fitted on
-    them alone), as codes of both sets: (train codes, test codes)."""
+    them alone), as codes of both sets: (train codes, test codes). ``random_state`` is
+    scikit-learn's (the full SVD used here draws nothing from it)."""
     from sklearn.decomposition import PCA
 
     a, b = flat(train_images), flat(test_images)
-    pca = PCA(n_components=min(dims, *a.shape), svd_solver="full", random_state=seed).fit(a)
+    pca = PCA(n_components=min(dims, *a.shape), svd_solver="full", random_state=random_state).fit(a)
     return pca.transform(a), pca.transform(b)
 
 
-def project_2d(codes: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
+def project_2d(codes: np.ndarray, method: str, random_state: int = 0) -> np.ndarray:
     """Codes in two dimensions: the codes themselves if they have two, else their first
-    two principal components (``pca``) or a t-SNE embedding (``tsne``)."""
+    two principal components (``pca``) or a t-SNE embedding (``tsne``, seeded with
+    ``random_state``)."""
     codes = flat(codes)
     if codes.shape[1] == 2:
         return codes
     if method == "pca":
         from sklearn.decomposition import PCA
 
-        return PCA(n_components=2, svd_solver="full", random_state=seed).fit_transform(codes)
+        return PCA(n_components=2, svd_solver="full", random_state=random_state).fit_transform(codes)
     if method == "tsne":
         from sklearn.manifold import TSNE
 
         perplexity = min(30.0, (len(codes) - 1) / 3)
-        return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(codes)
+        return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=random_state).fit_transform(codes)
     raise ValueError(f"unknown projection {method!r}")
 
 
-def fit_density(codes: np.ndarray, components: int, covariance: str, seed: int = 0):
-    """A Gaussian mixture fitted on ``codes`` (scikit-learn's ``GaussianMixture``)."""
+def fit_density(codes: np.ndarray, components: int, covariance: str, random_state: int = 0):
+    """A Gaussian mixture fitted on ``codes`` (scikit-learn's ``GaussianMixture``, its
+    initialisation seeded with ``random_state``)."""
     from sklearn.mixture import GaussianMixture
 
     return GaussianMixture(
-        n_components=min(components, len(codes)), covariance_type=covariance, random_state=seed, reg_covar=1e-5
+        n_components=min(components, len(codes)), covariance_type=covariance, random_state=random_state, reg_covar=1e-5
     ).fit(flat(codes))
 
 
-def sample_density(density, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` codes drawn from ``density``, in a seeded random order (scikit-learn draws
-    them grouped by component)."""
-    density.random_state = seed
+def sample_density(density, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` codes drawn from ``density``, in a random order (scikit-learn draws them
+    grouped by component); both the draws and the order come from ``rng``."""
+    density.random_state = int(rng.integers(2**32))
     codes, _ = density.sample(n)
-    return codes[np.random.default_rng([seed, 500]).permutation(n)].astype(np.float32)
+    return codes[rng.permutation(n)].astype(np.float32)
 
 
 def interpolate(a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
@@ -144,11 +151,10 @@ def interpolate(a: np.ndarray, b: np.ndarray, steps: int) -> np.ndarray:
     return ((1 - t) * flat(a[None]) + t * flat(b[None])).astype(np.float32)
 
 
-def interpolation_pairs(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` seeded pairs of indices (n, 2) of images with different labels (any two
-    images when every label is the same)."""
+def interpolation_pairs(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` pairs of indices (n, 2) of images with different labels (any two images when
+    every label is the same), drawn from ``rng``."""
     labels = np.ravel(labels)
-    rng = np.random.default_rng([seed, 400])
     pairs = []
     for _ in range(100 * n):
         i, j = rng.choice(len(labels), size=2, replace=False)
@@ -157,3 +163,25 @@ def interpolation_pairs(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray
             if len(pairs) == n:
                 break
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+# --- what the latent stages wrote ------------------------------------------------------------
+
+
+def load_embedding(variant: str):
+    """The trained embedding model of ``variant``; a missing file names the stage to run."""
+    from cae.errors import CaeError
+    from cae.model import load_model
+
+    path = embedding_path(variant)
+    if not path.is_file():
+        raise CaeError(f"{path}: not found; {embedding_hint(variant)}")
+    return load_model(path)
+
+
+def read_codes() -> dict[str, dict[str, np.ndarray]]:
+    """What `latent` wrote: ``{variant: {split: codes}}``."""
+    from cae.io import read_arrays
+
+    arrays = read_arrays(LATENT_DIR, [f"{v}_{s}" for v in VARIANTS for s in SPLITS], hint=HINT_LATENT)
+    return {v: {s: arrays[f"{v}_{s}"] for s in SPLITS} for v in VARIANTS}

@@ -21,19 +21,22 @@ from collections.abc import Callable
 
 import numpy as np
 
+from cae.config import NOISE_KINDS
+
 
 def gaussian(x: np.ndarray, factor: float, rng: np.random.Generator, block: int = 1) -> np.ndarray:
     noise = rng.standard_normal(x.shape, dtype=np.float32)
     return np.clip(x + np.float32(factor) * noise, 0.0, 1.0)
 
 
-def noisy_inputs(train: np.ndarray, val: np.ndarray, factor: float, seed) -> tuple[np.ndarray, np.ndarray]:
+def noisy_inputs(
+    train: np.ndarray, val: np.ndarray, factor: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """The inputs of a model trained to denoise clean ``train`` / ``val`` images: Gaussian
-    noise of std ``factor`` on each (drawn in that order from one generator seeded with
-    ``seed``), or the images themselves when ``factor`` is 0."""
+    noise of std ``factor`` on each (drawn in that order from ``rng``), or the images
+    themselves when ``factor`` is 0."""
     if factor <= 0:
         return train, val
-    rng = np.random.default_rng(seed)
     return gaussian(train, factor, rng), gaussian(val, factor, rng)
 
 
@@ -65,14 +68,8 @@ def masking(x: np.ndarray, factor: float, rng: np.random.Generator, block: int =
     return np.where(drop, np.float32(0.0), x)
 
 
-NOISE: dict[str, Callable[..., np.ndarray]] = {
-    "gaussian": gaussian,
-    "salt_pepper": salt_pepper,
-    "speckle": speckle,
-    "poisson": poisson,
-    "masking": masking,
-}
-NOISE_KINDS = tuple(NOISE)
+# Each kind of cae.config.NOISE_KINDS (the names noise.kind accepts) is the function of that name.
+NOISE: dict[str, Callable[..., np.ndarray]] = {kind: globals()[kind] for kind in NOISE_KINDS}
 
 
 def corrupt(x: np.ndarray, kind: str, factor: float, rng: np.random.Generator, block: int = 1) -> np.ndarray:

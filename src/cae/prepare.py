@@ -10,10 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cae.config import Params
+from cae import seeds
+from cae.config import NoiseParams, SplitParams
 from cae.errors import CaeError
 from cae.io import NpyWriter, atomic_path, chunk_rows
 from cae.noise import corrupt_into
+from cae.seeds import Stream
 
 PREPARED_FILES = (
     "x_train",
@@ -54,7 +56,7 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     n_val = max(1, round(n * val_fraction))
     if n_val >= n:
         raise CaeError(f"split.val_fraction={val_fraction} leaves no training images out of {n}")
-    perm = np.random.default_rng([seed, 0]).permutation(n)
+    perm = seeds.rng(seed, Stream.SPLIT).permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
@@ -65,10 +67,10 @@ def eval_subset(n: int, size: int, seed: int) -> np.ndarray:
     """
     if size >= n:
         return np.arange(n)
-    return np.sort(np.random.default_rng([seed, 99]).choice(n, size, replace=False))
+    return np.sort(seeds.rng(seed, Stream.EVAL_SUBSET).choice(n, size, replace=False))
 
 
-def make_pairs(raw: dict[str, np.ndarray], params: Params) -> dict[str, np.ndarray]:
+def make_pairs(raw: dict[str, np.ndarray], noise: NoiseParams, split: SplitParams, seed: int) -> dict[str, np.ndarray]:
     """:func:`fill_pairs` into arrays in memory: ``{name: array}`` in :data:`PREPARED_FILES` order."""
     out: dict[str, np.ndarray] = {}
 
@@ -76,11 +78,13 @@ def make_pairs(raw: dict[str, np.ndarray], params: Params) -> dict[str, np.ndarr
         out[name] = np.empty(shape, dtype)
         return out[name]
 
-    fill_pairs(raw, params, create)
+    fill_pairs(raw, noise, split, seed, create)
     return {name: out[name] for name in PREPARED_FILES}
 
 
-def write_pairs(raw: dict[str, np.ndarray], params: Params, out_dir: Path) -> dict[str, tuple[int, ...]]:
+def write_pairs(
+    raw: dict[str, np.ndarray], noise: NoiseParams, split: SplitParams, seed: int, out_dir: Path
+) -> dict[str, tuple[int, ...]]:
     """:func:`fill_pairs` straight into ``out_dir/<name>.npy``, a chunk of images at a time,
     so memory stays bounded whatever the data set's size; ``out_dir`` appears complete or
     not at all. Returns each array's shape."""
@@ -92,15 +96,16 @@ def write_pairs(raw: dict[str, np.ndarray], params: Params, out_dir: Path) -> di
             return writers[name]
 
         try:
-            fill_pairs(raw, params, create)
+            fill_pairs(raw, noise, split, seed, create)
         finally:
             for w in writers.values():
                 w.close()
     return {name: w.shape for name, w in writers.items()}
 
 
-def fill_pairs(raw: dict[str, np.ndarray], params: Params, create) -> None:
-    """Split ``raw`` (x_train, y_train, x_test, y_test) and corrupt every split.
+def fill_pairs(raw: dict[str, np.ndarray], noise: NoiseParams, split: SplitParams, seed: int, create) -> None:
+    """Split ``raw`` (x_train, y_train, x_test, y_test) and corrupt every split, the
+    split and each corruption drawn from its own stream of ``seed`` (:mod:`cae.seeds`).
 
     Training and validation images are corrupted at ``noise.factor`` (each image at
     one level drawn from the list when it is a list); the test images at the
@@ -112,10 +117,9 @@ def fill_pairs(raw: dict[str, np.ndarray], params: Params, create) -> None:
     a chunk of images at a time (:func:`cae.io.chunk_rows`): the bytes do not depend on
     the chunk size.
     """
-    noise = params.noise
     shape = tuple(raw["x_train"].shape[1:])
     chunk = chunk_rows(shape)
-    train_idx, val_idx = split_indices(len(raw["x_train"]), params.split.val_fraction, params.seed)
+    train_idx, val_idx = split_indices(len(raw["x_train"]), split.val_fraction, seed)
 
     def copy(name: str, src, idx: np.ndarray) -> None:
         dst = create(name, (len(idx), *src.shape[1:]), src.dtype)
@@ -127,16 +131,16 @@ def fill_pairs(raw: dict[str, np.ndarray], params: Params, create) -> None:
         corrupt_into(dst, lambda part: to_float(src[idx[part]]), len(idx), noise.kind, levels, rng, noise.block, chunk)
 
     x, y = raw["x_train"], raw["y_train"]
-    for stream, (split, idx) in enumerate((("train", train_idx), ("val", val_idx)), start=1):
-        copy(f"x_{split}", x, idx)
+    for stream, part_name, idx in ((Stream.NOISE_TRAIN, "train", train_idx), (Stream.NOISE_VAL, "val", val_idx)):
+        copy(f"x_{part_name}", x, idx)
         noisy(
-            create(f"x_{split}_noisy", (len(idx), *shape), np.float32),
+            create(f"x_{part_name}_noisy", (len(idx), *shape), np.float32),
             x,
             idx,
             noise.train_levels,
-            np.random.default_rng([params.seed, stream]),
+            seeds.rng(seed, stream),
         )
-        create(f"y_{split}", (len(idx),), np.uint8)[:] = np.asarray(y[idx], np.uint8)
+        create(f"y_{part_name}", (len(idx),), np.uint8)[:] = np.asarray(y[idx], np.uint8)
     x, every = raw["x_test"], np.arange(len(raw["x_test"]))
     copy("x_test", x, every)
     create("y_test", (len(x),), np.uint8)[:] = np.asarray(raw["y_test"][every], np.uint8)
@@ -145,11 +149,11 @@ def fill_pairs(raw: dict[str, np.ndarray], params: Params, create) -> None:
         x,
         every,
         [noise.test_level],
-        np.random.default_rng([params.seed, 3]),
+        seeds.rng(seed, Stream.NOISE_TEST),
     )
     levels = noise.levels
     create("test_levels", (len(levels),), np.float32)[:] = np.asarray(levels, dtype=np.float32)
     stacked = create("x_test_levels", (len(levels), len(x), *shape), np.float32)
     for j, level in enumerate(levels):
         part = stacked[j] if isinstance(stacked, np.ndarray) else stacked.part(j)
-        noisy(part, x, every, [level], np.random.default_rng([params.seed, 100 + j]))
+        noisy(part, x, every, [level], seeds.rng(seed, Stream.NOISE_LEVEL, j))

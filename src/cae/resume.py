@@ -3,9 +3,9 @@
 A killed ``train`` stage rerun by ``dvc repro`` continues from the last completed
 epoch and ends with exactly the weights and metrics of an uninterrupted run:
 
-* :class:`EpochBatches` draws epoch ``e``'s order from ``(seed, e)`` alone
-  (``np.random.default_rng([seed, e]).permutation(n)``), not from RNG state that a
-  restart loses. Every run uses it, interrupted or not.
+* :class:`EpochBatches` draws epoch ``e``'s order from ``(seed, e)`` alone (the
+  ``EPOCH_SHUFFLE`` stream of :mod:`cae.seeds`, keyed by the epoch), not from RNG
+  state that a restart loses. Every run uses it, interrupted or not.
 * :class:`TrainingBackup` (Keras' ``BackupAndRestore``) writes, after each epoch,
   the weights with the optimizer state and the per-epoch history, so the loss
   curves come out complete after a resume. A backup is written as two files, each
@@ -29,27 +29,35 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from cae import seeds
+from cae.config import ModelParams, TrainSettings
 from cae.io import atomic_path
 from cae.prepare import as_float, tf_as_float
+from cae.seeds import Stream
 
 log = logging.getLogger("cae.resume")
 
 # The modules whose code decides the trained weights (a change invalidates a backup).
-_CODE = ("train.py", "model.py", "resume.py", "distribute.py", "prepare.py")
+_CODE = ("train.py", "model.py", "resume.py", "distribute.py", "prepare.py", "seeds.py")
 
 
-def fingerprint(params, *arrays: np.ndarray) -> str:
-    """A short hex digest of the training params, the data, the code and the versions."""
+def fingerprint(model: ModelParams, settings: TrainSettings, task: str, *arrays: np.ndarray) -> str:
+    """A short hex digest of the training params (the model, ``settings`` but its steps per
+    execution, which give the same weights, and the ``task``), the data, the code and the
+    versions."""
     import tensorflow as tf
 
     h = hashlib.sha256()
-    settings = {
-        "train": params.model_dump(
-            mode="json", include={"seed", "epochs", "batch_size", "task", "model", "distribute"}
-        ),
-        "versions": [keras.__version__, tf.__version__, np.__version__],
+    train = {
+        "seed": settings.seed,
+        "epochs": settings.epochs,
+        "batch_size": settings.batch_size,
+        "task": task,
+        "distribute": settings.distribute,
+        "model": model.model_dump(mode="json"),
     }
-    h.update(json.dumps(settings, sort_keys=True).encode())
+    key = {"train": train, "versions": [keras.__version__, tf.__version__, np.__version__]}
+    h.update(json.dumps(key, sort_keys=True).encode())
     here = Path(__file__).parent
     for name in _CODE:
         path = here / name
@@ -64,7 +72,7 @@ def fingerprint(params, *arrays: np.ndarray) -> str:
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The order of the ``n`` training images in ``epoch``; depends on nothing else."""
-    return np.random.default_rng([seed, epoch]).permutation(n)
+    return seeds.rng(seed, Stream.EPOCH_SHUFFLE, epoch).permutation(n)
 
 
 class EpochBatches(keras.utils.PyDataset):

@@ -13,13 +13,14 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
 def make_deterministic(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow and make TensorFlow's ops deterministic.
+    """Seed Python, NumPy and TensorFlow (from the ``FRAMEWORK`` stream of ``seed``) and make TensorFlow's ops deterministic.
 
     Same params on the same machine then give the same weights, metrics and
     figures, byte for byte.
     """
-    import keras
     import tensorflow as tf
 
-    keras.utils.set_random_seed(seed)
+    from cae.seeds import seed_frameworks
+
+    seed_frameworks(seed)
     tf.config.experimental.enable_op_determinism()

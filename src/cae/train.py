@@ -11,9 +11,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cae.config import Params
+from cae import seeds
+from cae.config import ModelParams, TrainSettings
 from cae.errors import CaeError
 from cae.model import build_autoencoder, compile_autoencoder
+from cae.seeds import Stream
 
 
 @dataclass
@@ -112,7 +114,8 @@ def _on_default_strategy(strategy) -> bool:
 
 
 def train_autoencoder(
-    params: Params,
+    model_params: ModelParams,
+    settings: TrainSettings,
     inputs: np.ndarray,
     targets: np.ndarray,
     val_inputs: np.ndarray,
@@ -123,11 +126,12 @@ def train_autoencoder(
     strategy=None,
     in_memory: bool | None = None,
 ) -> TrainResult:
-    """Build the model from ``params`` and fit it; the caller seeds TensorFlow first.
+    """Build the model of ``model_params`` and fit it with ``settings``; the caller seeds
+    TensorFlow first.
 
     Arrays are images of shape (N, H, W, C): uint8 (converted to float32 in [0, 1]
     batch by batch, as :func:`cae.prepare.to_float` does) or float32 in [0, 1]. Epoch
-    ``e`` visits the images in an order drawn from ``(params.seed, e)`` only. With
+    ``e`` visits the images in an order drawn from ``(settings.seed, e)`` only. With
     ``in_memory`` (the default for plain NumPy arrays under the default strategy;
     memory-mapped arrays and :class:`cae.io.NpyRows` are not loaded) TensorFlow gathers the batches from tensors (:class:`cae.resume.TensorBatches`);
     otherwise they are read from the arrays batch by batch (:class:`cae.resume.EpochBatches`),
@@ -136,23 +140,23 @@ def train_autoencoder(
     after it (the caller removes it once the outputs are written). With ``log_dir``, the
     per-epoch ``loss`` and ``val_loss`` of every epoch go to DVCLive there
     (``plots/metrics/{train,eval}/loss.tsv``). ``strategy`` is a ``tf.distribute``
-    strategy (default: :func:`cae.distribute.make_strategy` of ``params.distribute``).
+    strategy (default: :func:`cae.distribute.make_strategy` of ``settings.distribute``).
     """
     from cae.distribute import make_strategy
     from cae.prepare import as_float
     from cae.resume import EpochBatches, HistoryRecorder, TensorBatches, TrainingBackup
 
-    strategy = strategy or make_strategy(params.distribute)
+    strategy = strategy or make_strategy(settings.distribute)
     alone = _on_default_strategy(strategy)
     # Keras 3.15 fails under MirroredStrategy with several steps per execution ("You must
     # feed a value for placeholder tensor … while/cond/Placeholder_1"): one step there.
     with strategy.scope():
-        model = build_autoencoder(params.model, inputs.shape[1:], params.seed)
-        compile_autoencoder(model, params.model, steps_per_execution=params.steps_per_execution if alone else 1)
+        model = build_autoencoder(model_params, inputs.shape[1:], seeds.seed_int(settings.seed, Stream.VAE_SAMPLING))
+        compile_autoencoder(model, model_params, steps_per_execution=settings.steps_per_execution if alone else 1)
     if in_memory is None:  # arrays read from disk (memory-mapped, cae.io.NpyRows) stay there
         in_memory = alone and all(type(a) is np.ndarray for a in (inputs, targets, val_inputs, val_targets))
-    batches = (TensorBatches if in_memory else EpochBatches)(inputs, targets, params.batch_size, params.seed)
-    if params.distribute == "multi_worker":
+    batches = (TensorBatches if in_memory else EpochBatches)(inputs, targets, settings.batch_size, settings.seed)
+    if settings.distribute == "multi_worker":
         assert isinstance(batches, EpochBatches), "not in memory: multi_worker is not the default strategy"
         _build_from_local_batch(model, batches[0])
     recorder = TrainingBackup(backup_dir) if backup_dir is not None else HistoryRecorder()
@@ -160,13 +164,13 @@ def train_autoencoder(
     start = time.perf_counter()
     model.fit(
         batches.dataset if in_memory else batches,
-        epochs=params.epochs,
+        epochs=settings.epochs,
         shuffle=False,  # the order is the batch source's
         # validation in order, batch by batch: from arrays in memory, or read from disk
         validation_data=(as_float(val_inputs), as_float(val_targets))
         if in_memory
-        else EpochBatches(val_inputs, val_targets, params.batch_size, None),
-        validation_batch_size=params.batch_size if in_memory else None,
+        else EpochBatches(val_inputs, val_targets, settings.batch_size, None),
+        validation_batch_size=settings.batch_size if in_memory else None,
         callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
     )

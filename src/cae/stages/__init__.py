@@ -1,8 +1,11 @@
 """One thin entry point per DVC stage: read params → call the library → write outputs.
 
-The stage modules know file paths and params; the library knows neither. Each stage
-validates ``params.yaml`` before importing TensorFlow or doing any work, and turns a
-:class:`~cae.errors.CaeError` into one line on stderr and exit status 2.
+The stage modules read params and pass the library the sections it uses; paths come from
+:mod:`cae.paths`. No stage module imports another. Each stage validates ``params.yaml``
+before importing TensorFlow or doing any work, and turns a :class:`~cae.errors.CaeError`
+into one line on stderr and exit status 2. Each declares the params it reads in a
+module-level ``PARAMS`` tuple, from which ``tools/dvc_deps.py`` writes its entry in
+dvc.yaml (with its code deps, the import closure of the module).
 """
 
 from __future__ import annotations
@@ -10,21 +13,9 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from cae.config import Params, load_params
 from cae.errors import CaeError
-
-RAW_DIR = Path("data/raw")
-PREPARED_DIR = Path("data/prepared")
-MODEL_PATH = Path("models/autoencoder.keras")
-METRICS_DIR = Path("metrics")
-PLOTS_DIR = Path("plots")
-TRAIN_LOG_DIR = Path("dvclive")
-
-HINT_RAW = "run `dvc repro download`"
-HINT_PREPARED = "run `dvc repro noisy_pairs`"
-HINT_MODEL = "run `dvc repro train`"
 
 log = logging.getLogger("cae")
 

@@ -22,17 +22,20 @@ the class's training scores (``k`` = ``anomaly.threshold_k``).
 
 from __future__ import annotations
 
-from cae.config import Params
+from cae.config import ENSEMBLE_SCORE, Params
 from cae.errors import CaeError
-from cae.stages import HINT_PREPARED, METRICS_DIR, PLOTS_DIR, PREPARED_DIR, log, run_stage
-from cae.stages.anomaly_class import class_dir, read_class
+from cae.paths import (
+    ANOMALY_BY_CLASS,
+    ANOMALY_EXAMPLES,
+    ANOMALY_METRICS,
+    ANOMALY_ROC,
+    HINT_PREPARED,
+    PREPARED_DIR,
+    class_dir,
+)
+from cae.stages import log, run_stage
 
-ANOMALY_METRICS = METRICS_DIR / "anomaly.json"
-BY_CLASS = PLOTS_DIR / "anomaly_by_class.csv"
-ROC = PLOTS_DIR / "anomaly_roc.csv"
-EXAMPLES = PLOTS_DIR / "anomaly_examples.png"
-METHODS = ("mse", "ssim", "latent", "ensemble", "pca")
-BY_CLASS_COLUMNS = ("class", "method", "auroc", "ap", "threshold", "precision", "recall", "f1")
+PARAMS = ("seed", "anomaly")  # the params this stage reads (dvc.yaml's `params:` is written from this)
 
 
 def _csv(path, columns, rows) -> None:
@@ -48,46 +51,8 @@ def _csv(path, columns, rows) -> None:
     write_bytes(path, buf.getvalue().encode())
 
 
-def class_rows(label: int, test: dict, train: dict, anomalous, k: float) -> list[dict]:
-    """One row of ``plots/anomaly_by_class.csv`` per method, for one class."""
-    from cae.anomaly import auroc, average_precision, decision_metrics, threshold_of
-
-    rows = []
-    for method in METHODS:
-        threshold = threshold_of(train[method], k)
-        decision = decision_metrics(test[method], anomalous, threshold)
-        rows.append(
-            {
-                "class": label,
-                "method": method,
-                "auroc": round(auroc(test[method], anomalous), 6),
-                "ap": round(average_precision(test[method], anomalous), 6),
-                "threshold": float(f"{threshold:.6g}"),
-                **{key: round(value, 6) for key, value in decision.items()},
-            }
-        )
-    return rows
-
-
-def summarise(rows: list[dict], score: str, classes: list[int]) -> dict:
-    """``metrics/anomaly.json`` from the per-class rows."""
-    import numpy as np
-
-    pick = {(r["class"], r["method"]): r for r in rows}
-    metrics: dict = {"score": score}
-    for key in ("auroc", "ap", "precision", "recall", "f1"):
-        values = [pick[(c, score)][key] for c in classes]
-        metrics.update({f"{key}_{c}": v for c, v in zip(classes, values, strict=True)})
-        metrics[f"{key}_mean"] = round(float(np.mean(values)), 6)
-    pca = [pick[(c, "pca")] for c in classes]
-    metrics.update({f"pca_auroc_{c}": r["auroc"] for c, r in zip(classes, pca, strict=True)})
-    for key in ("auroc", "ap", "f1"):
-        metrics[f"pca_{key}_mean"] = round(float(np.mean([r[key] for r in pca])), 6)
-    return metrics
-
-
-def examples_figure(params: Params, label: int, scores, x_test) -> None:
-    """The most and the least anomalous test images for class ``label``, with reconstructions."""
+def examples_figure(seed: int, batch_size: int, examples: int, label: int, scores, x_test) -> None:
+    """The ``examples`` most and least anomalous test images for class ``label``, with reconstructions."""
     import numpy as np
 
     from cae import runtime
@@ -96,23 +61,23 @@ def examples_figure(params: Params, label: int, scores, x_test) -> None:
     from cae.plots import image_rows
     from cae.prepare import to_float
 
-    most, least = extremes(scores, params.anomaly.examples)
-    runtime.make_deterministic(params.seed)
+    most, least = extremes(scores, examples)
+    runtime.make_deterministic(seed)
     model = load_model(class_dir(label) / "model.keras", image_shape=x_test.shape[1:])
     images = to_float(np.asarray(x_test[np.concatenate([most, least])]))
-    recon = model.predict(images, batch_size=params.anomaly.batch_size, verbose=0)
+    recon = model.predict(images, batch_size=batch_size, verbose=0)
     n = len(most)
     image_rows(
         [images[:n], recon[:n], images[n:], recon[n:]],
         [f"class {label}:\nmost\nanomalous", "reconstructed", "least\nanomalous", "reconstructed"],
-        EXAMPLES,
+        ANOMALY_EXAMPLES,
     )
 
 
 def main(params: Params) -> None:
     import numpy as np
 
-    from cae.anomaly import ensemble_scores, roc_points
+    from cae.anomaly import BY_CLASS_COLUMNS, METHODS, class_rows, ensemble_scores, read_class, roc_points, summarise
     from cae.io import read_arrays, write_json
 
     cfg = params.anomaly
@@ -128,7 +93,7 @@ def main(params: Params) -> None:
                 f"{class_dir(label)}: scores {len(test['mse'])} test images, the test set has "
                 f"{len(y_test)}; rerun `dvc repro anomaly_class@{label}`"
             )
-        test["ensemble"], train["ensemble"] = ensemble_scores(test, train, cfg.ensemble)
+        test[ENSEMBLE_SCORE], train[ENSEMBLE_SCORE] = ensemble_scores(test, train, cfg.ensemble)
         anomalous = y_test != label
         rows += class_rows(label, test, train, anomalous, cfg.threshold_k)
         fpr, tpr = roc_points(test[cfg.score], anomalous, cfg.roc_points)
@@ -140,9 +105,11 @@ def main(params: Params) -> None:
 
     metrics = summarise(rows, cfg.score, cfg.classes)
     metrics["test_images"] = len(y_test)
-    examples_figure(params, cfg.example_class, selected[cfg.example_class], data["x_test"])
-    _csv(BY_CLASS, BY_CLASS_COLUMNS, rows)
-    _csv(ROC, ("class", "fpr", "tpr"), roc_rows)
+    examples_figure(
+        params.seed, cfg.batch_size, cfg.examples, cfg.example_class, selected[cfg.example_class], data["x_test"]
+    )
+    _csv(ANOMALY_BY_CLASS, BY_CLASS_COLUMNS, rows)
+    _csv(ANOMALY_ROC, ("class", "fpr", "tpr"), roc_rows)
     write_json(ANOMALY_METRICS, metrics)
 
     log.info("%-9s %s", "AUROC %", " ".join(f"{c:>6}" for c in cfg.classes) + "    mean")

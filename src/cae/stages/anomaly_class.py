@@ -19,22 +19,29 @@ threshold reruns only the cheap `anomaly` stage, never the training.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from cae.config import Params
+from cae.config import Params, TrainSettings
 from cae.errors import CaeError
-from cae.stages import HINT_PREPARED, PREPARED_DIR, log, run_stage
+from cae.paths import HINT_PREPARED, PREPARED_DIR, class_dir
+from cae.stages import log, run_stage
 
-ANOMALY_DIR = Path("data/anomaly")
-CLASS_SCORES = ("mse", "ssim", "latent", "pca")
-
-
-def class_dir(label: int) -> Path:
-    return ANOMALY_DIR / str(label)
-
-
-def class_hint(label: int) -> str:
-    return f"run `dvc repro anomaly_class@{label}`"
+# The params this stage reads (dvc.yaml's `params:` is written from this; tools/dvc_deps.py).
+# The one-class model trains under the top-level distribute and steps_per_execution.
+PARAMS = (
+    "seed",
+    "distribute",
+    "steps_per_execution",
+    "anomaly.epochs",
+    "anomaly.batch_size",
+    "anomaly.model",
+    "anomaly.noise",
+    "anomaly.pca_dims",
+    "anomaly.min_images",
+)
+# Read, but deliberately not a dependency: anomaly.classes only checks the class named on
+# the command line (dvc.yaml's matrix makes one stage per class); listing it would retrain
+# every class whenever one is added or removed.
+PARAMS_UNTRACKED = ("anomaly.classes",)
 
 
 def parse_class(argv: list[str], classes: list[int]) -> int:
@@ -53,7 +60,7 @@ def main(params: Params, argv: list[str]) -> None:
 
     import numpy as np
 
-    from cae.anomaly import check_labelled, class_images
+    from cae.anomaly import CLASS_SCORES, check_labelled, class_images
     from cae.io import atomic_path, read_arrays, save_npy, write_json
     from cae.prepare import to_float
 
@@ -78,7 +85,14 @@ def main(params: Params, argv: list[str]) -> None:
         cfg.epochs,
         len(test),
     )
-    result = fit_one_class(params, label, train, val, test)
+    settings = TrainSettings(
+        seed=params.seed,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        distribute=params.distribute,
+        steps_per_execution=params.steps_per_execution,
+    )
+    result = fit_one_class(cfg.model, settings, label, train, val, test, noise=cfg.noise, pca_dims=cfg.pca_dims)
     stats = {
         "class": label,
         "train_images": len(train),
@@ -99,24 +113,6 @@ def main(params: Params, argv: list[str]) -> None:
     log.info(
         "class %d: trained in %.1f s, val_loss %.5f → %s", label, result.seconds, stats["val_loss"], class_dir(label)
     )
-
-
-def read_class(label: int) -> tuple[dict, dict, dict]:
-    """What `anomaly_class@<label>` wrote: (test scores, training scores, stats)."""
-    import json
-
-    from cae.io import read_arrays
-
-    names = [f"{split}_{s}" for split in ("test", "train") for s in CLASS_SCORES]
-    arrays = read_arrays(class_dir(label), names, hint=class_hint(label))
-    stats_path = class_dir(label) / "stats.json"
-    try:
-        stats = json.loads(stats_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CaeError(f"{stats_path}: missing or unreadable ({exc}); {class_hint(label)}") from None
-    test = {s: arrays[f"test_{s}"] for s in CLASS_SCORES}
-    train = {s: arrays[f"train_{s}"] for s in CLASS_SCORES}
-    return test, train, stats
 
 
 if __name__ == "__main__":

@@ -8,25 +8,24 @@ subset of test images that `evaluate` scores the model on.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from cae.config import Params
-from cae.stages import HINT_PREPARED, METRICS_DIR, PREPARED_DIR, log, run_stage
+from cae.paths import BASELINES_BY_NOISE, BASELINES_DIR, BASELINES_METRICS, BASELINES_TUNED, HINT_PREPARED, PREPARED_DIR
+from cae.stages import log, run_stage
 
-BASELINES_METRICS = METRICS_DIR / "baselines.json"
-BASELINES_DIR = Path("data/baselines")
-BY_NOISE = BASELINES_DIR / "by_noise.csv"
-TUNED = BASELINES_DIR / "tuned.json"
+# The params this stage reads (dvc.yaml's `params:` is written from this; tools/dvc_deps.py).
+PARAMS = ("seed", "noise", "baselines")
 
 
 def main(params: Params) -> None:
     import numpy as np
 
+    from cae import seeds
     from cae.baselines import run_baselines
     from cae.evaluate import psnr_ssim, score_row, write_rows_csv
     from cae.io import atomic_path, read_arrays, write_json
     from cae.noise import corrupt
     from cae.prepare import eval_subset, to_float
+    from cae.seeds import Stream
 
     names = ["x_val", "x_test", "test_levels", "x_test_levels"]
     data = read_arrays(PREPARED_DIR, names, hint=HINT_PREPARED, mmap=True)
@@ -45,7 +44,7 @@ def main(params: Params) -> None:
     rows, headline = [], {}
     tuned: dict[str, dict[str, object]] = {}  # method → level → its tuned hyperparameters
     for j, level in enumerate(float(v) for v in data["test_levels"]):
-        rng = np.random.default_rng([params.seed, 200 + j])
+        rng = seeds.rng(params.seed, Stream.BASELINE_TUNING_NOISE, j)
         noisy_val = corrupt(clean_val, noise.kind, level, rng, noise.block)
         noisy_test = np.asarray(data["x_test_levels"][j][subset])
         rows.append(score_row(level, "noisy", *psnr_ssim(noisy_test, clean_test, f"noisy @ {level:g}")))
@@ -76,8 +75,8 @@ def main(params: Params) -> None:
         best_method=best, best_psnr=round(headline[best]["psnr"], 4), level=noise.test_level, test_images=len(subset)
     )
     with atomic_path(BASELINES_DIR, directory=True) as tmp:
-        write_rows_csv(tmp / BY_NOISE.name, rows)
-        write_json(tmp / TUNED.name, tuned)
+        write_rows_csv(tmp / BASELINES_BY_NOISE.name, rows)
+        write_json(tmp / BASELINES_TUNED.name, tuned)
         write_json(BASELINES_METRICS, metrics)
     log.info("best classical method at %g: %s, PSNR %.2f dB", noise.test_level, best, headline[best]["psnr"])
 

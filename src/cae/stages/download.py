@@ -8,7 +8,11 @@ to disk, and also writes ``data/raw/classes.json`` (class names, size, counts).
 from __future__ import annotations
 
 from cae.config import Params
-from cae.stages import RAW_DIR, log, run_stage
+from cae.paths import RAW_DIR
+from cae.stages import log, run_stage
+
+# The params this stage reads (dvc.yaml's `params:` is written from this; tools/dvc_deps.py).
+PARAMS = ("dataset", "download", "folder")
 
 
 def main(params: Params) -> None:

@@ -11,12 +11,20 @@ the same seeded subset of test images.
 from __future__ import annotations
 
 from cae.config import Params
-from cae.stages import HINT_PREPARED, METRICS_DIR, MODEL_PATH, PLOTS_DIR, PREPARED_DIR, log, run_stage
-from cae.stages.baselines import BY_NOISE as BASELINES_BY_NOISE
+from cae.paths import (
+    BASELINES_BY_NOISE,
+    EVAL_METRICS,
+    HINT_BASELINES,
+    HINT_PREPARED,
+    MODEL_PATH,
+    PREPARED_DIR,
+    PSNR_BY_NOISE,
+)
+from cae.stages import log, run_stage
 
-EVAL_METRICS = METRICS_DIR / "eval.json"
+# The params this stage reads (dvc.yaml's `params:` is written from this; tools/dvc_deps.py).
+PARAMS = ("seed", "batch_size", "baselines.subset")
 SCORE_QUANTILE = 0.99  # `cae score` flags images less well reconstructed than 99 % of validation images
-PSNR_BY_NOISE = PLOTS_DIR / "psnr_by_noise.csv"
 
 
 def main(params: Params) -> None:
@@ -33,7 +41,7 @@ def main(params: Params) -> None:
     names = ["x_test", "x_test_noisy", "test_levels", "x_test_levels", "x_val"]
     data = read_arrays(PREPARED_DIR, names, hint=HINT_PREPARED, mmap=True)
     if not BASELINES_BY_NOISE.is_file():
-        raise CaeError(f"{BASELINES_BY_NOISE}: not found; run `dvc repro baselines`")
+        raise CaeError(f"{BASELINES_BY_NOISE}: not found; {HINT_BASELINES}")
     baseline_rows = [r for r in read_rows_csv(BASELINES_BY_NOISE) if r["method"] != "noisy"]
     runtime.make_deterministic(params.seed)
     model = load_model(MODEL_PATH, image_shape=data["x_test"].shape[1:])

@@ -13,12 +13,18 @@ between theirs, decoded by each model, one row per model.
 from __future__ import annotations
 
 from cae.config import Params
-from cae.stages import HINT_PREPARED, PLOTS_DIR, PREPARED_DIR, log, run_stage
-from cae.stages.latent import load_embedding, read_codes
-from cae.stages.train_embedding import VARIANTS
+from cae.paths import HINT_PREPARED, INTERPOLATION_PLOT, PREPARED_DIR, SAMPLES_PLOT
+from cae.stages import log, run_stage
 
-SAMPLES_PLOT = PLOTS_DIR / "samples.png"
-INTERPOLATION_PLOT = PLOTS_DIR / "interpolation.png"
+# The params this stage reads (dvc.yaml's `params:` is written from this; tools/dvc_deps.py).
+PARAMS = (
+    "seed",
+    "latent.gmm_components",
+    "latent.gmm_covariance",
+    "latent.samples",
+    "latent.interpolation_pairs",
+    "latent.interpolation_steps",
+)
 PER_ROW = 10
 
 
@@ -31,12 +37,21 @@ def _rows(images, title: str) -> tuple[list, list[str]]:
 def main(params: Params) -> None:
     import numpy as np
 
-    from cae import runtime
+    from cae import runtime, seeds
     from cae.io import read_arrays
-    from cae.latent import fit_density, interpolate, interpolation_pairs, sample_density
+    from cae.latent import (
+        VARIANTS,
+        fit_density,
+        interpolate,
+        interpolation_pairs,
+        load_embedding,
+        read_codes,
+        sample_density,
+    )
     from cae.model import decoder_of, encoder_of
     from cae.plots import image_rows
     from cae.prepare import to_float
+    from cae.seeds import Stream
 
     cfg = params.latent
     data = read_arrays(PREPARED_DIR, ["x_test", "y_test"], hint=HINT_PREPARED, mmap=True)
@@ -46,19 +61,20 @@ def main(params: Params) -> None:
     decoders = {v: decoder_of(m) for v, m in models.items()}
 
     sample_rows, sample_titles = [], []
-    for variant in VARIANTS:
-        density = fit_density(codes[variant]["train"], cfg.gmm_components, cfg.gmm_covariance, params.seed)
-        drawn = sample_density(density, cfg.samples, params.seed)
+    for i, variant in enumerate(VARIANTS):
+        fit_seed = seeds.seed_int(params.seed, Stream.DENSITY_FIT, i)
+        density = fit_density(codes[variant]["train"], cfg.gmm_components, cfg.gmm_covariance, fit_seed)
+        drawn = sample_density(density, cfg.samples, seeds.rng(params.seed, Stream.DENSITY_SAMPLE, i))
         rows, titles = _rows(decoders[variant].predict(drawn, verbose=0), f"{variant}:\nGMM samples")
         sample_rows += rows
         sample_titles += titles
     dims = codes["variational"]["train"].shape[1]
-    prior = np.random.default_rng([params.seed, 700]).standard_normal((cfg.samples, dims)).astype(np.float32)
+    prior = seeds.rng(params.seed, Stream.PRIOR_SAMPLE).standard_normal((cfg.samples, dims)).astype(np.float32)
     rows, titles = _rows(decoders["variational"].predict(prior, verbose=0), "variational:\nN(0, I) samples")
     image_rows(sample_rows + rows, sample_titles + titles, SAMPLES_PLOT)
 
     y = np.ravel(data["y_test"])
-    pairs = interpolation_pairs(y, cfg.interpolation_pairs, params.seed)
+    pairs = interpolation_pairs(y, cfg.interpolation_pairs, seeds.rng(params.seed, Stream.INTERPOLATION_PAIRS))
     index = np.unique(pairs)  # sorted: the test images at the ends, read once
     at = {int(i): k for k, i in enumerate(index)}
     ends = to_float(np.asarray(data["x_test"][index]))

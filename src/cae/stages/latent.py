@@ -18,52 +18,26 @@ features against PCA with ``latent_dim`` components fitted on the same training 
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 from cae.config import Params
-from cae.stages import HINT_PREPARED, METRICS_DIR, PLOTS_DIR, PREPARED_DIR, log, run_stage
-from cae.stages.train_embedding import VARIANTS, embedding_hint, embedding_path
+from cae.paths import HINT_PREPARED, LATENT_DIR, LATENT_METRICS, LATENT_PLOT, PREPARED_DIR
+from cae.stages import log, run_stage
 
-LATENT_DIR = Path("data/latent")
-LATENT_METRICS = METRICS_DIR / "latent.json"
-LATENT_PLOT = PLOTS_DIR / "latent_2d.png"
-SPLITS = ("train", "test")
+# The params this stage reads (dvc.yaml's `params:` is written from this; tools/dvc_deps.py).
+PARAMS = ("seed", "latent.batch_size", "latent.standardise", "latent.projection", "latent.plot_points")
 PREFIX = {"plain": "", "variational": "vae_"}
 TITLE = {"plain": "plain autoencoder", "variational": "variational autoencoder"}
-
-if TYPE_CHECKING:
-    import numpy as np
-
-
-def load_embedding(variant: str):
-    """The trained embedding model of ``variant``; a missing file names the stage to run."""
-    from cae.errors import CaeError
-    from cae.model import load_model
-
-    path = embedding_path(variant)
-    if not path.is_file():
-        raise CaeError(f"{path}: not found; {embedding_hint(variant)}")
-    return load_model(path)
-
-
-def read_codes() -> dict[str, dict[str, np.ndarray]]:
-    """What `latent` wrote: ``{variant: {split: codes}}``."""
-    from cae.io import read_arrays
-
-    arrays = read_arrays(LATENT_DIR, [f"{v}_{s}" for v in VARIANTS for s in SPLITS], hint="run `dvc repro latent`")
-    return {v: {s: arrays[f"{v}_{s}"] for s in SPLITS} for v in VARIANTS}
 
 
 def main(params: Params) -> None:
     import numpy as np
 
-    from cae import runtime
+    from cae import runtime, seeds
     from cae.io import read_arrays, write_arrays, write_json
-    from cae.latent import code_metrics, pca_codes, project_2d
+    from cae.latent import SPLITS, VARIANTS, code_metrics, load_embedding, pca_codes, project_2d
     from cae.model import encoder_of
     from cae.plots import scatter_panels
     from cae.prepare import to_float
+    from cae.seeds import Stream
 
     cfg = params.latent
     data = read_arrays(PREPARED_DIR, ["x_train", "y_train", "x_test", "y_test"], hint=HINT_PREPARED)
@@ -80,21 +54,24 @@ def main(params: Params) -> None:
     log.info("codes of %d numbers for %d training and %d test images", dims, len(images["train"]), len(images["test"]))
 
     metrics: dict = {"latent_dim": dims, "train_images": len(images["train"]), "test_images": len(images["test"])}
-    peer = pca_codes(images["train"], images["test"], dims, params.seed)
+    peer = pca_codes(images["train"], images["test"], dims, seeds.seed_int(params.seed, Stream.LATENT_PCA))
     scored = {**{PREFIX[v]: (codes[v]["train"], codes[v]["test"]) for v in VARIANTS}, "pca_": peer}
     for prefix, (train, test) in scored.items():
         found = code_metrics(train, labels["train"], test, labels["test"], cfg.standardise, prefix)
         metrics.update({k: round(v, 6) for k, v in found.items()})
 
-    subset = np.sort(np.random.default_rng([params.seed, 600]).permutation(len(labels["test"]))[: cfg.plot_points])
+    order = seeds.rng(params.seed, Stream.LATENT_PLOT_SUBSET).permutation(len(labels["test"]))
+    subset = np.sort(order[: cfg.plot_points])
     how = "the code itself" if dims == 2 else cfg.projection
     panels = [
         (
-            project_2d(codes[v]["test"][subset], cfg.projection, params.seed),
+            project_2d(
+                codes[v]["test"][subset], cfg.projection, seeds.seed_int(params.seed, Stream.LATENT_PROJECTION, i)
+            ),
             labels["test"][subset],
             f"{TITLE[v]}: {len(subset)} test codes of {dims}, {how}",
         )
-        for v in VARIANTS
+        for i, v in enumerate(VARIANTS)
     ]
     write_arrays(LATENT_DIR, {f"{v}_{s}": codes[v][s] for v in VARIANTS for s in SPLITS})
     scatter_panels(panels, LATENT_PLOT)

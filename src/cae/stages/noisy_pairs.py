@@ -7,7 +7,11 @@ time, so memory stays bounded however many images the data set has.
 from __future__ import annotations
 
 from cae.config import Params
-from cae.stages import PREPARED_DIR, RAW_DIR, log, run_stage
+from cae.paths import PREPARED_DIR, RAW_DIR
+from cae.stages import log, run_stage
+
+# The params this stage reads (dvc.yaml's `params:` is written from this; tools/dvc_deps.py).
+PARAMS = ("seed", "split", "noise")
 
 
 def main(params: Params) -> None:
@@ -15,7 +19,7 @@ def main(params: Params) -> None:
     from cae.prepare import write_pairs
 
     raw = read_raw(RAW_DIR, rows=True)
-    shapes = write_pairs(raw, params, PREPARED_DIR)
+    shapes = write_pairs(raw, params.noise, params.split, params.seed, PREPARED_DIR)
     log.info(
         "wrote %s: %d train / %d val / %d test pairs of %s, %s noise at factor %s",
         PREPARED_DIR,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from cae.config import Params
-from cae.stages import HINT_PREPARED, MODEL_PATH, PLOTS_DIR, PREPARED_DIR, log, run_stage
+from cae.paths import DENOISING_PLOT as DENOISING
+from cae.paths import HINT_PREPARED, MODEL_PATH, PREPARED_DIR
+from cae.paths import RECONSTRUCTIONS_PLOT as RECONSTRUCTIONS
+from cae.stages import log, run_stage
 
+# The params this stage reads (dvc.yaml's `params:` is written from this; tools/dvc_deps.py).
+PARAMS = ("seed",)
 N_IMAGES = 10
-RECONSTRUCTIONS = PLOTS_DIR / "reconstructions.png"
-DENOISING = PLOTS_DIR / "denoising.png"
 
 
 def main(params: Params) -> None:

@@ -15,22 +15,21 @@ worker trains and only the chief writes the outputs.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
-from cae.config import Params
-from cae.stages import (
+from cae.config import Params, TrainSettings
+from cae.paths import (
+    BACKUP_ROOT,
     HINT_PREPARED,
-    METRICS_DIR,
     MODEL_PATH,
     PREPARED_DIR,
+    TIMING_METRICS,
     TRAIN_LOG_DIR,
-    log,
-    run_stage,
+    TRAIN_METRICS,
 )
+from cae.stages import log, run_stage
 
-TRAIN_METRICS = METRICS_DIR / "train.json"
-BACKUP_ROOT = Path(".cae/train-backup")  # git-ignored; not a DVC output
-TIMING_METRICS = METRICS_DIR / "train_timing.json"
+# The params this stage reads (dvc.yaml's `params:` is written from this; tools/dvc_deps.py).
+PARAMS = ("seed", "epochs", "batch_size", "task", "model", "distribute", "steps_per_execution")
 
 
 def main(params: Params) -> None:
@@ -59,7 +58,14 @@ def main(params: Params) -> None:
     else:
         inputs, val_inputs = x_train, x_val
 
-    strategy = make_strategy(params.distribute)  # before any other TensorFlow work
+    settings = TrainSettings(
+        seed=params.seed,
+        epochs=params.epochs,
+        batch_size=params.batch_size,
+        distribute=params.distribute,
+        steps_per_execution=params.steps_per_execution,
+    )
+    strategy = make_strategy(settings.distribute)  # before any other TensorFlow work
     runtime.make_deterministic(params.seed)
     log.info(
         "training %s on %d images of %s for %d epochs (batch %d)",
@@ -74,8 +80,10 @@ def main(params: Params) -> None:
     # (workers would have to agree on the epoch to resume).
     backup = None
     if tf_config is None:
-        backup = BACKUP_ROOT / fingerprint(params, inputs, x_train, val_inputs, x_val)
-    result = train_autoencoder(params, inputs, x_train, val_inputs, x_val, backup_dir=backup, strategy=strategy)
+        backup = BACKUP_ROOT / fingerprint(params.model, settings, params.task, inputs, x_train, val_inputs, x_val)
+    result = train_autoencoder(
+        params.model, settings, inputs, x_train, val_inputs, x_val, backup_dir=backup, strategy=strategy
+    )
     if not is_chief(tf_config):
         log.info("worker %s done; the chief writes the outputs", os.environ.get("TF_CONFIG"))
         return

@@ -14,21 +14,15 @@ its own job, with its own params.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from cae.config import Params
+from cae.config import Params, TrainSettings
 from cae.errors import CaeError
-from cae.stages import HINT_PREPARED, PREPARED_DIR, log, run_stage
+from cae.latent import VARIANTS
+from cae.paths import HINT_PREPARED, PREPARED_DIR, embedding_path
+from cae.stages import log, run_stage
 
-VARIANTS = ("plain", "variational")
-
-
-def embedding_path(variant: str) -> Path:
-    return Path(f"models/embedding-{variant}.keras")
-
-
-def embedding_hint(variant: str) -> str:
-    return f"run `dvc repro train_embedding@{variant}`"
+# The params this stage reads (dvc.yaml's `params:` is written from this; tools/dvc_deps.py).
+PARAMS = ("seed", "steps_per_execution", "latent.epochs", "latent.batch_size", "latent.model", "latent.noise")
 
 
 def parse_variant(argv: list[str]) -> str:
@@ -37,47 +31,42 @@ def parse_variant(argv: list[str]) -> str:
     return argv[0]
 
 
-def embedding_params(params: Params, variant: str) -> Params:
-    """``params`` with the embedding's model and training params in place of the denoiser's."""
-    cfg = params.latent
-    model = cfg.model.model_copy(update={"variational": variant == "variational"})
-    return params.model_copy(
-        update={
-            "model": model,
-            "epochs": cfg.epochs,
-            "batch_size": cfg.batch_size,
-            "task": "reconstruct",
-            "distribute": "none",
-        }
-    )
-
-
 def main(params: Params, argv: list[str]) -> None:
-    from cae import runtime
+    from cae import runtime, seeds
     from cae.io import read_arrays
     from cae.model import check_input_shape, save_model
     from cae.noise import noisy_inputs
     from cae.prepare import to_float
+    from cae.seeds import Stream
     from cae.train import train_autoencoder
 
     variant = parse_variant(argv)
-    run = embedding_params(params, variant)
+    cfg = params.latent
+    model = cfg.model.model_copy(update={"variational": variant == "variational"})
+    # one process, one device: the embeddings are small; the top level's steps per execution
+    settings = TrainSettings(
+        seed=params.seed,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        steps_per_execution=params.steps_per_execution,
+    )
     data = read_arrays(PREPARED_DIR, ["x_train", "x_val"], hint=HINT_PREPARED)
-    check_input_shape(data["x_train"].shape[1:], len(run.model.filters))
+    check_input_shape(data["x_train"].shape[1:], len(model.filters))
     x_train, x_val = to_float(data["x_train"]), to_float(data["x_val"])
-    noise = params.latent.noise
-    inputs, val_inputs = noisy_inputs(x_train, x_val, noise, [params.seed, 500])  # the same for both variants
+    noise = cfg.noise
+    # the same noise for both variants
+    inputs, val_inputs = noisy_inputs(x_train, x_val, noise, seeds.rng(params.seed, Stream.EMBEDDING_NOISE))
     runtime.make_deterministic(params.seed)
     log.info(
         "training the %s embedding (code of %d) on %d images%s for %d epochs (batch %d)",
         variant,
-        run.model.latent_dim,
+        model.latent_dim,
         len(x_train),
         f" with Gaussian noise {noise:g} on its inputs" if noise else "",
-        run.epochs,
-        run.batch_size,
+        settings.epochs,
+        settings.batch_size,
     )
-    result = train_autoencoder(run, inputs, x_train, val_inputs, x_val)
+    result = train_autoencoder(model, settings, inputs, x_train, val_inputs, x_val)
     save_model(result.model, embedding_path(variant))
     log.info(
         "%s embedding trained in %.1f s: loss %.5f, val_loss %.5f → %s",
