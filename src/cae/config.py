@@ -9,7 +9,9 @@ whose message names the file and the dotted key, e.g.::
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -243,15 +245,36 @@ class ModelParams(Section):
         return v
 
 
+# BM3D comes from the `bm3d` package, licensed for non-commercial use only: an optional extra.
+BM3D_MISSING = (
+    "bm3d needs the optional bm3d package (licensed for non-commercial use only): "
+    "install it with `pip install -e '.[bm3d]'`, or leave bm3d out"
+)
+
+
+def package_installed(name: str) -> bool:
+    """Whether ``import name`` would find the package (without importing it)."""
+    if name in sys.modules:
+        return sys.modules[name] is not None
+    return importlib.util.find_spec(name) is not None
+
+
 class BaselinesParams(Section):
     """Classical denoisers scored beside the autoencoder (stage ``baselines``)."""
 
     methods: list[Literal["median", "gaussian", "tv", "nlmeans", "wavelet", "bm3d"]] = Field(
-        default_factory=lambda: ["median", "gaussian", "tv", "nlmeans", "wavelet", "bm3d"]
+        default_factory=lambda: ["median", "gaussian", "tv", "nlmeans", "wavelet"]
     )
     subset: PositiveInt = 1000
     val_images: PositiveInt = 50
     workers: PositiveInt = 2
+
+    @field_validator("methods")
+    @classmethod
+    def _bm3d_installed(cls, v: list[str]) -> list[str]:
+        if "bm3d" in v and not package_installed("bm3d"):
+            raise ValueError(BM3D_MISSING)
+        return v
 
 
 AnomalyScore = Literal["mse", "ssim", "latent"]
