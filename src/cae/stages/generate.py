@@ -28,12 +28,19 @@ def _rows(images, title: str) -> tuple[list, list[str]]:
     return rows, [title] + [""] * (len(rows) - 1)
 
 
+def _run(model, x):
+    """``model`` on ``x`` in one eager call: no ``tf.function`` traced per model and batch
+    shape (``predict`` on four small models retraced often enough for TensorFlow to warn)."""
+    import keras
+
+    return keras.ops.convert_to_numpy(model(x, training=False))
+
+
 def _decode_all(decoder, batches: list) -> list:
-    """``decoder`` on every array of codes in ``batches``, in one ``predict``; one array
-    of images per entry."""
+    """``decoder`` on every array of codes in ``batches``, in one call; one array of images per entry."""
     import numpy as np
 
-    images = decoder.predict(np.concatenate(batches), verbose=0)
+    images = _run(decoder, np.concatenate(batches))
     return np.split(images, np.cumsum([len(b) for b in batches])[:-1])
 
 
@@ -55,7 +62,7 @@ def main(params: Params) -> None:
     decoders = {v: decoder_of(m) for v, m in models.items()}
 
     # Every code a decoder turns into an image is gathered first, so that each decoder
-    # runs once (one `predict`, one traced function: no retracing), then cut back into rows.
+    # runs once, then cut back into rows.
     drawn = {
         v: sample_density(
             fit_density(codes[v]["train"], cfg.gmm_components, cfg.gmm_covariance, params.seed),
@@ -73,7 +80,7 @@ def main(params: Params) -> None:
     ends = to_float(np.asarray(data["x_test"][index]))
     lines = {}
     for v in VARIANTS:
-        end_codes = encoder_of(models[v]).predict(ends, verbose=0)
+        end_codes = _run(encoder_of(models[v]), ends)
         lines[v] = [interpolate(end_codes[at[i]], end_codes[at[j]], cfg.interpolation_steps) for i, j in pairs]
     wanted = {v: [drawn[v], *lines[v], *([prior] if v == "variational" else [])] for v in VARIANTS}
     decoded = {v: _decode_all(decoders[v], wanted[v]) for v in VARIANTS}
