@@ -1,12 +1,14 @@
 # Thin wrappers: each target is plain venv + pip + dvc/pytest underneath.
 #   make run    set up .venv, then `dvc repro` (download → noisy_pairs → train → evaluate → plots)
 #   make test   set up .venv, then the whole test suite
+#   make quick  set up .venv, then a small denoiser in minutes, as the DVC experiment `quick`
+#               (python -m cae.quickstart: `dvc exp run --temp -n quick -S dataset=mnist_sample …`)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test clean
+.PHONY: setup run test quick clean
 
 setup: $(STAMP)
 
@@ -21,6 +23,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
+
+quick: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m cae.quickstart
 
 clean:
 	rm -rf $(VENV) .pytest_cache
