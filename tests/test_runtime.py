@@ -5,11 +5,9 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-from test_stages import REPO, write_params
+from test_stages import REPO, write_params, write_tiny_prepared
 
-from cae.io import write_arrays
 from cae.runtime import START_UP_NOISE, without_start_up_noise
 
 # What TensorFlow 2.21 prints on a machine without a GPU, unless held back.
@@ -59,13 +57,7 @@ def test_importing_tensorflow_is_quiet_and_python_warnings_still_show(tmp_path):
 @pytest.mark.timeout(300)
 def test_a_training_stage_log_holds_no_tensorflow_start_up_lines(tmp_path):
     write_params(tmp_path, epochs=1, batch_size=32)
-    rng = np.random.default_rng(0)
-    x = (rng.random((80, 28, 28, 1)) * 255).astype(np.uint8)
-    noisy = rng.random((80, 28, 28, 1)).astype(np.float32)
-    write_arrays(
-        tmp_path / "data/prepared",
-        {"x_train": x[:64], "x_val": x[64:], "x_train_noisy": noisy[:64], "x_val_noisy": noisy[64:]},
-    )
+    write_tiny_prepared(tmp_path)
     proc = _run(["-m", "cae.stages.train"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert not _noise(proc.stderr), proc.stderr
