@@ -112,3 +112,7 @@ def test_repro_then_noop_then_force_is_byte_identical_then_experiment(pipeline_d
     sh("dvc plots show -o rendered", project)
     html = (project / "rendered/index.html").read_text()
     assert "PSNR by noise level" in html and '"method"' in html  # the per-method template was used
+    # each plot drawn once: the two loss curves, PSNR and SSIM by noise, AUROC by class, ROC
+    assert html.count("vegaEmbed(") == 6
+    assert "toNumber(datum.step) + 1" in html and '"format": "d"' in html  # integer epochs from 1
+    assert '"field": "class", "type": "ordinal"' in html  # classes as categories
