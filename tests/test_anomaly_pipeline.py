@@ -85,4 +85,7 @@ def test_one_class_stages_metrics_plots_and_what_reruns(pipeline_done, tmp_path)
     assert "Stage 'anomaly_class@1' didn't change, skipping" in out
     assert "Running stage 'anomaly_class@7'" in out and "Running stage 'anomaly':" in out
     metrics = json.loads((project / "metrics/anomaly.json").read_text())
-    assert metrics["score"] == "ssim" and "auroc_7" in metrics
+    with open(project / "plots/anomaly_by_class.csv") as f:
+        ssim = [float(r["auroc"]) for r in csv.DictReader(f) if r["method"] == "ssim"]
+    assert metrics["score"] == "ssim" and len(ssim) == 3  # classes 0, 1 and 7
+    assert metrics["auroc_mean"] == pytest.approx(sum(ssim) / 3, abs=1e-6) and metrics["auroc_min"] == min(ssim)
