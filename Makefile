@@ -5,12 +5,14 @@
 #   make typecheck  mypy on src (settings in pyproject.toml)
 #   make test-fast  the tests without the end-to-end dvc runs (pytest -m "not slow")
 #   make dvc-deps   rewrite dvc.yaml's code deps and params from the code (tools/dvc_deps.py)
+#   make quick      set up .venv, then a small denoiser in minutes, as the DVC experiment `quick`
+#                   (python -m cae.quickstart: `dvc exp run --temp -n quick -S dataset=mnist_sample …`)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test clean
+.PHONY: setup run test quick clean
 
 setup: $(STAMP)
 
@@ -25,6 +27,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
+
+quick: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m cae.quickstart
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -4,13 +4,22 @@ Tiny synthetic images (bars and blobs on a grey background, 16×16) keep the fil
 BM3D's reference profile costs about 0.3 s per image whatever its size, so the tests
 that only need *a* BM3D (tuning direction, run_baselines) use the package's fast
 conventional profile ("classic"), and the reference one is exercised on few images.
+BM3D is an optional extra: its tests are skipped where the ``bm3d`` package is missing.
 """
+
+import sys
 
 import numpy as np
 import pytest
 
 from cae import baselines as B
+from cae.config import package_installed
 from cae.evaluate import psnr_ssim
+
+needs_bm3d = pytest.mark.skipif(not package_installed("bm3d"), reason="bm3d is optional: pip install -e '.[bm3d]'")
+# Every method, BM3D's tests skipped where its package is missing.
+ALL = [pytest.param(m, marks=needs_bm3d) if m == "bm3d" else m for m in B.METHODS]
+INSTALLED = [m for m in B.METHODS if m != "bm3d" or package_installed("bm3d")]
 
 SIZE = 16
 NOISE = 0.2
@@ -57,7 +66,7 @@ def data():
 def tuned(data):
     """Every method tuned on the validation images and applied to the test images."""
     out = {}
-    for method in B.METHODS:
+    for method in INSTALLED:
         hyper = B.tune(method, data["val_noisy"], data["val_clean"], NOISE, workers=2)
         out[method] = (hyper, B.denoise(method, data["test_noisy"], hyper))
     return out
@@ -67,7 +76,7 @@ def test_methods_are_the_six_named():
     assert B.METHODS == ("median", "gaussian", "tv", "nlmeans", "wavelet", "bm3d")
 
 
-@pytest.mark.parametrize("method", B.METHODS)
+@pytest.mark.parametrize("method", ALL)
 def test_every_method_clearly_improves_psnr(data, tuned, method):
     noisy_psnr = psnr_ssim(data["test_noisy"], data["test_clean"])[0]
     psnr, ssim = psnr_ssim(tuned[method][1], data["test_clean"])
@@ -75,14 +84,14 @@ def test_every_method_clearly_improves_psnr(data, tuned, method):
     assert ssim > psnr_ssim(data["test_noisy"], data["test_clean"])[1]
 
 
-@pytest.mark.parametrize("method", B.METHODS)
+@pytest.mark.parametrize("method", ALL)
 def test_output_shape_dtype_range(data, tuned, method):
     out = tuned[method][1]
     assert out.shape == data["test_noisy"].shape and out.dtype == np.float32
     assert out.min() >= 0.0 and out.max() <= 1.0
 
 
-@pytest.mark.parametrize("method", B.METHODS)
+@pytest.mark.parametrize("method", ALL)
 def test_tuned_values_come_from_the_grid(data, tuned, method):
     hyper = tuned[method][0]
     assert hyper in B.grid(method, data["val_noisy"], NOISE)
@@ -90,6 +99,7 @@ def test_tuned_values_come_from_the_grid(data, tuned, method):
         assert hyper == {}
 
 
+@needs_bm3d
 def test_bm3d_grid_brackets_the_noise_and_is_the_reference_profile(data):
     g = B.grid("bm3d", data["val_noisy"], NOISE)
     sigmas = [h["sigma_psd"] for h in g]
@@ -97,7 +107,9 @@ def test_bm3d_grid_brackets_the_noise_and_is_the_reference_profile(data):
     assert {h["profile"] for h in g} == {"np"}
 
 
-@pytest.mark.parametrize("method, key", [("gaussian", "sigma"), ("tv", "weight"), ("bm3d", "sigma_psd")])
+@pytest.mark.parametrize(
+    "method, key", [("gaussian", "sigma"), ("tv", "weight"), pytest.param("bm3d", "sigma_psd", marks=needs_bm3d)]
+)
 def test_more_noise_chooses_stronger_smoothing(monkeypatch, method, key):
     monkeypatch.setattr(B, "BM3D_PROFILE", "classic")  # the fast variant; same grid logic
     clean = shapes(8, seed=3)
@@ -124,7 +136,7 @@ FIXED = {
 }
 
 
-@pytest.mark.parametrize("method", B.METHODS)
+@pytest.mark.parametrize("method", ALL)
 def test_colour_images_work(method):
     clean = shapes(2, channels=3, seed=7)
     noisy = add_noise(clean, NOISE, 8)
@@ -134,6 +146,7 @@ def test_colour_images_work(method):
     assert psnr_ssim(out, clean)[0] > psnr_ssim(noisy, clean)[0] + 2.0
 
 
+@needs_bm3d
 def test_bm3d_on_grey_rgb_falls_back_to_per_channel():
     # identical channels make CBM3D's chroma channels constant (it would divide by 0)
     grey = add_noise(shapes(1, seed=9), NOISE, 10)
@@ -145,7 +158,7 @@ def test_bm3d_on_grey_rgb_falls_back_to_per_channel():
         np.testing.assert_array_equal(out[..., c : c + 1], single)
 
 
-@pytest.mark.parametrize("method", B.METHODS)
+@pytest.mark.parametrize("method", ALL)
 def test_two_workers_give_identical_bytes(method):
     noisy = add_noise(shapes(6 if method == "bm3d" else 24, seed=11), NOISE, 12)
     one = B.denoise(method, noisy, FIXED[method], workers=1)
@@ -185,10 +198,6 @@ def test_unknown_method_is_named_with_the_valid_ones(data):
 def test_bad_inputs_are_rejected(data):
     with pytest.raises(ValueError, match="lacks sigma"):
         B.denoise("gaussian", data["test_noisy"], {})
-    with pytest.raises(ValueError, match="at least 8"):
-        B.denoise("bm3d", np.zeros((1, 6, 6, 1), np.float32), {"sigma_psd": 0.1})
-    with pytest.raises(ValueError, match="unknown BM3D profile"):
-        B.denoise("bm3d", data["test_noisy"], {"sigma_psd": 0.1, "profile": "fastest"})
     with pytest.raises(ValueError, match="divide uint8"):
         B.denoise("median", np.zeros((1, 8, 8, 1), np.uint8), {})
     with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
@@ -197,6 +206,31 @@ def test_bad_inputs_are_rejected(data):
         B.denoise("median", data["test_noisy"], {}, workers=0)
 
 
+@needs_bm3d
+def test_bad_bm3d_inputs_are_rejected(data):
+    with pytest.raises(ValueError, match="at least 8"):
+        B.denoise("bm3d", np.zeros((1, 6, 6, 1), np.float32), {"sigma_psd": 0.1})
+    with pytest.raises(ValueError, match="unknown BM3D profile"):
+        B.denoise("bm3d", data["test_noisy"], {"sigma_psd": 0.1, "profile": "fastest"})
+
+
+def test_bm3d_without_its_package_says_how_to_install_it(monkeypatch, data):
+    monkeypatch.setitem(sys.modules, "bm3d", None)  # as if not installed
+    pairs = (data["val_noisy"], data["val_clean"], data["test_noisy"], data["test_clean"])
+    for call in (
+        lambda: B.denoise("bm3d", data["test_noisy"], {"sigma_psd": 0.1}),
+        lambda: B.run_baselines(*pairs, NOISE, methods=("bm3d",)),
+    ):
+        with pytest.raises(ValueError, match=r"pip install -e '\.\[bm3d\]'"):
+            call()
+    assert list(B.run_baselines(*pairs, NOISE, methods=("median",), progress=False)) == ["median"]
+
+
+def test_default_methods_are_all_but_bm3d():
+    assert B.DEFAULT_METHODS == ("median", "gaussian", "tv", "nlmeans", "wavelet")
+
+
+@needs_bm3d
 def test_run_baselines_reports_every_requested_method(monkeypatch, data):
     monkeypatch.setattr(B, "BM3D_PROFILE", "classic")  # fast; the reference profile is tested above
     res = B.run_baselines(
@@ -205,6 +239,7 @@ def test_run_baselines_reports_every_requested_method(monkeypatch, data):
         data["test_noisy"],
         data["test_clean"],
         NOISE,
+        methods=B.METHODS,
         workers=2,
         progress=False,
     )

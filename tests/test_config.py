@@ -1,5 +1,6 @@
 """params.yaml schema: defaults, and one clear line naming the key for every bad value."""
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -214,3 +215,32 @@ def test_dataset_and_folder_bad_values_are_one_line(raw, line):
 def test_folder_params_parse():
     params = parse_params({"dataset": "folder", "folder": {"path": "~/imgs", "size": [64, 48], "channels": 3}})
     assert params.folder.size == [64, 48] and params.folder.fit == "resize" and params.folder.test_fraction == 0.2
+
+
+def test_bm3d_is_not_a_default_method():
+    assert "bm3d" not in parse_params({}).baselines.methods
+
+
+def test_bm3d_without_its_package_is_one_line_naming_the_key_and_the_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "bm3d", None)  # as if the optional package were not installed
+    with pytest.raises(ParamsError) as info:
+        parse_params({"baselines": {"methods": ["median", "bm3d"]}})
+    message = str(info.value)
+    assert message.startswith("params.yaml: baselines.methods: bm3d needs the optional bm3d package")
+    assert "pip install -e '.[bm3d]'" in message and len(message.splitlines()) == 1
+    assert parse_params({"baselines": {"methods": ["median"]}}).baselines.methods == ["median"]
+
+
+def test_baselines_stage_refuses_bm3d_without_its_package_before_any_work(monkeypatch, tmp_path, capsys):
+    from cae.stages import run_stage
+    from cae.stages.baselines import main
+
+    (tmp_path / "params.yaml").write_text("baselines:\n  methods: [median, bm3d]\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "bm3d", None)
+    with pytest.raises(SystemExit) as info:
+        run_stage(main)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: params.yaml: baselines.methods: bm3d needs"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing was read or written

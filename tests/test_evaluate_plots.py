@@ -56,9 +56,7 @@ def test_evaluate_denoiser_keys_and_a_perfect_denoiser():
         "denoise_psnr",
         "denoise_ssim",
         "noisy_psnr",
-        "noisy_ssim",
         "recon_psnr",
-        "recon_ssim",
         "recon_bce",
         "test_images",
     }

@@ -5,11 +5,8 @@ previous outputs exactly as they were."""
 import resource
 import signal
 
-import numpy as np
 import pytest
-from test_stages import error_lines, run_stage, write_params
-
-from cae.io import write_arrays
+from test_stages import error_lines, run_stage, write_params, write_tiny_prepared
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -24,13 +21,7 @@ PREVIOUS = {
 def _project(root, **params):
     """params for one tiny epoch, 64 + 16 prepared images, and the previous outputs."""
     write_params(root, epochs=1, batch_size=32, **params)
-    rng = np.random.default_rng(0)
-    x = (rng.random((80, 28, 28, 1)) * 255).astype(np.uint8)
-    noisy = rng.random((80, 28, 28, 1)).astype(np.float32)
-    write_arrays(
-        root / "data/prepared",
-        {"x_train": x[:64], "x_val": x[64:], "x_train_noisy": noisy[:64], "x_val_noisy": noisy[64:]},
-    )
+    write_tiny_prepared(root)
     for path, data in PREVIOUS.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_bytes(data)

@@ -31,13 +31,7 @@ def test_latent_outputs_same_bytes_when_forced_and_what_reruns(pipeline_done, tm
             codes = np.load(project / f"data/latent/{variant}_{split}.npy")
             assert codes.ndim == 2 and len(codes) == n
     metrics = json.loads((project / "metrics/latent.json").read_text())
-    assert set(metrics) == {f"{p}{k}" for p in ("", "pca_", "vae_") for k in PROBES} | {
-        "latent_dim",
-        "train_images",
-        "test_images",
-    }
-    dims = yaml.safe_load((project / "params.yaml").read_text())["latent"]["model"]["latent_dim"]
-    assert metrics["latent_dim"] == dims and metrics["train_images"] == 3600 and metrics["test_images"] == 1000
+    assert set(metrics) == {f"{p}{k}" for p in ("", "pca_", "vae_") for k in PROBES}  # headline figures only
     assert all(0.1 < metrics[f"{p}{k}"] <= 1 for p in ("", "pca_", "vae_") for k in PROBES)
     assert metrics["pca_knn_acc"] > 0.8  # PCA on 3,600 images already separates the digits
     for figure in ("latent_2d", "samples", "interpolation"):

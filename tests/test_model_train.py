@@ -110,7 +110,7 @@ def test_load_model_errors_name_the_file(tmp_path):
         load_model(tmp_path / "missing.keras")
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(CaeError, match=r"bad\.keras: not a loadable Keras model"):
+    with pytest.raises(CaeError, match=r"bad\.keras: not a Keras model file \(\.keras: a zip archive\)"):
         load_model(bad)
 
 

@@ -58,4 +58,6 @@ def test_notebook_runs_on_a_tiny_pipeline_run(pipeline_done, tmp_path, monkeypat
     assert len(images) == 5, "2 figures of the plots stage, noise levels, latent map, anomalies"
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert f"repository: {os.path.realpath(root)}" in text
+    noise = ("absl::InitializeLog", "oneDNN", "Could not find cuda", "cuInit", "NodeDef mentions")
+    assert not [n for n in noise if n in text], "TensorFlow's C++ start-up lines are held back"
     assert "dataset=mnist_sample" in text

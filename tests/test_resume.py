@@ -36,7 +36,7 @@ class Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def _fit(backup_dir, callbacks=(), in_memory=None, clean=None, **overrides):
+def _fit(backup_dir, callbacks=(), in_memory=None, clean=None, log_dir=None, **overrides):
     params = parse_params({**PARAMS, **overrides})
     noisy, float_clean = _tiny_data()
     clean = float_clean if clean is None else clean
@@ -51,6 +51,7 @@ def _fit(backup_dir, callbacks=(), in_memory=None, clean=None, **overrides):
         callbacks=list(callbacks),
         backup_dir=backup_dir,
         in_memory=in_memory,
+        log_dir=log_dir,
     )
 
 
@@ -130,18 +131,26 @@ def test_fit_visits_each_epoch_in_its_own_order(monkeypatch):
     assert during == [(e, e, i) for e in range(3) for i in range(3)]  # 48 images, batch 16
 
 
-def test_interrupted_fit_resumes_to_identical_weights_and_history(tmp_path):
-    straight = _fit(tmp_path / "a")
+def _files(directory):
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_interrupted_fit_resumes_to_identical_weights_and_history(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # DVCLive inspects the git/DVC repo around the working directory
+    straight = _fit(tmp_path / "a", log_dir=tmp_path / "log-a")
     assert list((tmp_path / "a").glob("*.json")), "the backup stays until the caller removes it"
 
-    backup = tmp_path / "b"
+    backup, live = tmp_path / "b", tmp_path / "log-b"
     with pytest.raises(KeyboardInterrupt):
-        _fit(backup, callbacks=[Interrupt(after=2)])
+        _fit(backup, callbacks=[Interrupt(after=2)], log_dir=live)
+    # logged live: the two epochs run so far are in DVCLive's files already
+    assert json.loads((live / "metrics.json").read_text())["step"] == 1
+    assert len((live / "plots/metrics/train/loss.tsv").read_text().splitlines()) == 1 + 2
     record = json.loads((backup / "epoch-0002.json").read_text())
     assert record["epoch"] == 2 and len(record["history"]["loss"]) == 2
     assert sorted(p.name for p in backup.iterdir()) == ["epoch-0002.json", "epoch-0002.npz"]
 
-    resumed = _fit(backup)
+    resumed = _fit(backup, log_dir=live)
     assert resumed.resumed_from == 2
     assert resumed.images == 2 * 48 and resumed.train_images == 48
     assert resumed.history == straight.history  # all four epochs, bit for bit
@@ -150,6 +159,10 @@ def test_interrupted_fit_resumes_to_identical_weights_and_history(tmp_path):
         assert a.tobytes() == b.tobytes()
     optim = [v.numpy().tobytes() for v in straight.model.optimizer.variables]
     assert optim == [v.numpy().tobytes() for v in resumed.model.optimizer.variables]
+    logged = _files(live)  # the resumed run's DVCLive files: byte for byte the uninterrupted run's
+    assert logged == _files(tmp_path / "log-a")
+    assert sorted(logged) == ["metrics.json", "plots/metrics/eval/loss.tsv", "plots/metrics/train/loss.tsv"]
+    assert b"timestamp" not in b"".join(logged.values())
 
 
 def test_damaged_backup_is_ignored_and_training_starts_afresh(tmp_path):

@@ -48,6 +48,21 @@ def write_params(directory, **overrides):
     (directory / "params.yaml").write_text(yaml.safe_dump(params))
 
 
+def write_tiny_prepared(root):
+    """data/prepared/ for `train`: 64 training and 16 validation images of 28×28, noisy pairs."""
+    import numpy as np
+
+    from cae.io import write_arrays
+
+    rng = np.random.default_rng(0)
+    x = (rng.random((80, 28, 28, 1)) * 255).astype(np.uint8)
+    noisy = rng.random((80, 28, 28, 1)).astype(np.float32)
+    write_arrays(
+        root / "data/prepared",
+        {"x_train": x[:64], "x_val": x[64:], "x_train_noisy": noisy[:64], "x_val_noisy": noisy[64:]},
+    )
+
+
 def error_lines(proc):
     return [line for line in proc.stderr.splitlines() if line.startswith("error:")]
 

@@ -31,7 +31,7 @@ def test_benchmark_measures_both_ways_and_the_time_to_a_loss(tmp_path, capsys):
             "--check-every",
             "1",
             "--max-epochs",
-            "1",
+            "3",
             "--skip-dvc",
             "--json",
             str(out),

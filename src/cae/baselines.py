@@ -12,7 +12,8 @@ brackets:
   span all channels) [``h``; ``patch_size`` and ``patch_distance`` are reported but fixed];
 * ``wavelet`` — ``skimage.restoration.denoise_wavelet``, BayesShrink, per channel
   [``sigma``, ``mode`` soft/hard, ``wavelet`` db1/db2/sym4];
-* ``bm3d`` — BM3D from the ``bm3d`` package with its reference profile ``"np"``;
+* ``bm3d`` — BM3D from the optional ``bm3d`` package (licensed for non-commercial use
+  only; ``pip install -e '.[bm3d]'``) with its reference profile ``"np"``;
   3-channel images use CBM3D (``bm3d.bm3d_rgb``, opponent colour space, block matching
   on luminance), other channel counts are filtered channel by channel [``sigma_psd``;
   ``profile`` is reported but fixed, see ``BM3D_PROFILE``].
@@ -57,10 +58,12 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
-from cae.config import BASELINE_METHODS
+from cae.config import BASELINE_METHODS, BM3D_MISSING, DEFAULT_BASELINE_METHODS, package_installed
 from cae.evaluate import psnr_ssim
 
 METHODS: tuple[str, ...] = BASELINE_METHODS  # the names baselines.methods accepts
+# The default set: every method but BM3D, whose package is an optional extra.
+DEFAULT_METHODS: tuple[str, ...] = DEFAULT_BASELINE_METHODS
 
 # Fixed settings (reported in the hyper dicts where they matter).
 NLM_PATCH_SIZE = 5
@@ -96,6 +99,8 @@ _MAX_CHUNK = 32  # images per task: small enough for a live progress bar and bal
 def _check_method(method: str) -> None:
     if method not in METHODS:
         raise ValueError(f"unknown denoising method {method!r}; choose one of {', '.join(METHODS)}")
+    if method == "bm3d" and not package_installed("bm3d"):
+        raise ValueError(BM3D_MISSING)
 
 
 def _check_workers(workers: int) -> int:
@@ -364,7 +369,7 @@ def run_baselines(
     noisy_test: np.ndarray,
     clean_test: np.ndarray,
     level: float,
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] = DEFAULT_METHODS,
     workers: int = 1,
     progress: bool = True,
 ) -> dict[str, dict]:

@@ -17,8 +17,10 @@ its use downstream needs, and the error states it.
 from __future__ import annotations
 
 import codecs
+import importlib.util
 import os
 import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
@@ -65,6 +67,8 @@ MAX_LEVELS = 32  # noise levels: each is a full copy of the test set on disk
 # its scores by these names.)
 NOISE_KINDS: tuple[str, ...] = ("gaussian", "salt_pepper", "speckle", "poisson", "masking")
 BASELINE_METHODS: tuple[str, ...] = ("median", "gaussian", "tv", "nlmeans", "wavelet", "bm3d")
+# the default baselines.methods: all but BM3D, whose package is an optional extra
+DEFAULT_BASELINE_METHODS: tuple[str, ...] = tuple(m for m in BASELINE_METHODS if m != "bm3d")
 AE_SCORES: tuple[str, ...] = ("mse", "ssim", "latent")  # per-image scores of a one-class autoencoder
 ENSEMBLE_SCORE = "ensemble"  # the mean of the standardised scores of anomaly.ensemble
 ANOMALY_SCORES: tuple[str, ...] = (*AE_SCORES, ENSEMBLE_SCORE)  # the choices of anomaly.score
@@ -298,13 +302,34 @@ class ModelParams(Section):
         return v
 
 
+# BM3D comes from the `bm3d` package, licensed for non-commercial use only: an optional extra.
+BM3D_MISSING = (
+    "bm3d needs the optional bm3d package (licensed for non-commercial use only): "
+    "install it with `pip install -e '.[bm3d]'`, or leave bm3d out"
+)
+
+
+def package_installed(name: str) -> bool:
+    """Whether ``import name`` would find the package (without importing it)."""
+    if name in sys.modules:
+        return sys.modules[name] is not None
+    return importlib.util.find_spec(name) is not None
+
+
 class BaselinesParams(Section):
     """Classical denoisers scored beside the autoencoder (stage ``baselines``)."""
 
-    methods: list[BaselineMethod] = Field(default_factory=lambda: list(BASELINE_METHODS))
+    methods: list[BaselineMethod] = Field(default_factory=lambda: list(DEFAULT_BASELINE_METHODS))
     subset: PositiveInt = 1000  # capped at the number of test images
     val_images: PositiveInt = 50  # capped at the number of validation images
     workers: Annotated[int, Field(strict=True, gt=0, le=256)] = 2
+
+    @field_validator("methods")
+    @classmethod
+    def _bm3d_installed(cls, v: list[str]) -> list[str]:
+        if "bm3d" in v and not package_installed("bm3d"):
+            raise ValueError(BM3D_MISSING)
+        return v
 
 
 # The one-class models' default architecture (anomaly.model in params.yaml).

@@ -1,15 +1,83 @@
 """TensorFlow start-up: quiet logs, seeds and deterministic ops.
 
-Import this module before TensorFlow or Keras: it sets the environment variables
-that TensorFlow reads once at import time.
+The package imports this module first (``import cae`` does), so it runs before
+TensorFlow or Keras is imported, and sets what TensorFlow reads once at import time:
+
+* ``TF_CPP_MIN_LOG_LEVEL=3`` (unless already set): no C++ log lines once TensorFlow
+  is running (``failed call to cuInit``, ``NodeDef mentions attribute …``, oneDNN's
+  notes). Python warnings and this project's own log lines are not affected.
+* The lines TensorFlow's C++ libraries print while they load, before that level
+  applies (``All log messages before absl::InitializeLog() …``, ``oneDNN custom
+  operations are on …``, ``Could not find cuda drivers …``), are held back: the first
+  ``import tensorflow`` runs with stderr captured, and everything it wrote except
+  those C++ log lines is written back. Set ``TF_CPP_MIN_LOG_LEVEL=0`` to see them all.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.abc
+import importlib.util
 import os
+import re
+import sys
+import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_LOG_LEVEL = os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+# A C++ log line in absl's format ("I0000 00:00:1796144379.076959    8385 port.cc:153] …")
+# and absl's banner before its logging is initialised.
+START_UP_NOISE = re.compile(
+    rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    rb"|[IWEF]\d{4} [\d:.]+\s+\d+ [\w.-]+:\d+\] )"
+)
+
+
+@contextlib.contextmanager
+def without_start_up_noise():
+    """Capture what is written to file descriptor 2 (C++ libraries and Python alike) in
+    the block; write it back afterwards, less the lines :data:`START_UP_NOISE` matches."""
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = b"".join(line for line in captured if not START_UP_NOISE.match(line))
+            if kept:
+                os.write(2, kept)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Runs the first ``import tensorflow`` inside :func:`without_start_up_noise`."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # once, and the real finders find the package
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            exec_module = spec.loader.exec_module
+
+            def quiet_exec_module(module):
+                with without_start_up_noise():
+                    exec_module(module)
+
+            # wrap this one loader instance's method: the module runs as before, its C++ noise held back
+            spec.loader.exec_module = quiet_exec_module  # type: ignore[method-assign]
+        return spec
+
+
+if _LOG_LEVEL.strip() not in ("", "0") and "tensorflow" not in sys.modules:
+    sys.meta_path.insert(0, _QuietTensorFlowImport())
 
 
 def make_deterministic(seed: int) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,18 +62,72 @@ def _check_finite(history: dict[str, list[float]]) -> None:
             )
 
 
-def write_loss_curves(history: dict[str, list[float]], log_dir: Path) -> None:
-    """Write ``history`` as DVCLive files in ``log_dir``, as ``DVCLiveCallback`` would per epoch."""
-    from dvclive.utils import standardize_metric_name
-
+def _live(log_dir: Path):
+    """A DVCLive logger writing to ``log_dir`` only (no dvc.yaml, no experiment, no report,
+    no timestamps); it starts afresh, removing what an earlier run logged there."""
     from dvclive import Live
 
-    live = Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False, report=None)
-    for epoch in range(len(history.get("loss", []))):
+    return Live(dir=str(log_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+
+
+def _log_epochs(live, history: dict[str, list[float]], start: int) -> int:
+    """Log epochs ``start``… of ``history`` to ``live``, one DVCLive step each, named as
+    ``DVCLiveCallback`` names them (``train/loss``, ``eval/loss``); return the epochs logged."""
+    from dvclive.utils import standardize_metric_name
+
+    epochs = len(history.get("loss", []))
+    for epoch in range(start, epochs):
         for metric, values in history.items():
             live.log_metric(standardize_metric_name(metric, "dvclive.keras"), values[epoch])
         live.next_step()
-    live.end()
+    return max(start, epochs)
+
+
+class LiveLog(keras.callbacks.Callback):
+    """DVCLive's Keras callback (``DVCLiveCallback``), resumable: each epoch's metrics go to
+    DVCLive in ``log_dir`` as the epoch ends, so ``dvc exp show`` and the VS Code extension
+    follow a run. The values are read from ``recorder`` (a :class:`cae.resume.HistoryRecorder`
+    or :class:`cae.resume.TrainingBackup`, placed before this callback), and a fit resumed
+    from a backup first logs the epochs restored from it: the files end byte-identical to
+    an uninterrupted run's."""
+
+    def __init__(self, log_dir: Path, recorder):
+        super().__init__()
+        self.log_dir, self.recorder = Path(log_dir), recorder
+        self.live = None
+        self.logged = 0
+
+    def on_train_begin(self, logs=None):
+        self.live = _live(self.log_dir)
+        self.logged = _log_epochs(self.live, self.recorder.history, 0)  # restored from a backup
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.logged = _log_epochs(self.live, self.recorder.history, self.logged)
+
+    def on_train_end(self, logs=None):
+        if self.live is not None:  # None only if training never began
+            self.live.end()
+
+
+@contextlib.contextmanager
+def restored_on_failure(directory: Path) -> Iterator[Path]:
+    """Yield ``directory`` to be written in place (a live log); if the block fails, what it
+    held before comes back. It is moved aside first, and removed once the block succeeds."""
+    from cae.io import TMP_PREFIX
+
+    directory = Path(directory)
+    previous = directory.with_name(f"{TMP_PREFIX}{directory.name}.previous")
+    shutil.rmtree(previous, ignore_errors=True)  # left by a killed run
+    if directory.is_dir():
+        os.replace(directory, previous)
+    try:
+        yield directory
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        if previous.is_dir():
+            os.replace(previous, directory)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def _build_from_local_batch(model: keras.Model, batch) -> None:
@@ -138,8 +196,8 @@ def train_autoencoder(
     which never loads a whole array from disk. Both give the same batches. With
     ``backup_dir``, each epoch is backed up there and a run finding a backup continues
     after it (the caller removes it once the outputs are written). With ``log_dir``, the
-    per-epoch ``loss`` and ``val_loss`` of every epoch go to DVCLive there
-    (``plots/metrics/{train,eval}/loss.tsv``). ``strategy`` is a ``tf.distribute``
+    ``loss`` and ``val_loss`` of every epoch go to DVCLive there as the epoch ends
+    (:class:`LiveLog`: ``metrics.json``, ``plots/metrics/{train,eval}/loss.tsv``). ``strategy`` is a ``tf.distribute``
     strategy (default: :func:`cae.distribute.make_strategy` of ``settings.distribute``).
     """
     from cae.distribute import make_strategy
@@ -160,7 +218,8 @@ def train_autoencoder(
         assert isinstance(batches, EpochBatches), "not in memory: multi_worker is not the default strategy"
         _build_from_local_batch(model, batches[0])
     recorder = TrainingBackup(backup_dir) if backup_dir is not None else HistoryRecorder()
-    callbacks = [TerminateOnNaN(), batches.callback(), recorder, *(callbacks or [])]
+    live = [LiveLog(Path(log_dir), recorder)] if log_dir is not None else []
+    callbacks = [TerminateOnNaN(), batches.callback(), recorder, *live, *(callbacks or [])]
     start = time.perf_counter()
     model.fit(
         batches.dataset if in_memory else batches,
@@ -177,8 +236,6 @@ def train_autoencoder(
     seconds = time.perf_counter() - start
     history = recorder.history
     _check_finite(history)
-    if log_dir is not None:
-        write_loss_curves(history, Path(log_dir))
     run_here = len(history["loss"]) - recorder.resumed_from
     return TrainResult(
         model,

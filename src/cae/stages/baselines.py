@@ -1,5 +1,9 @@
 """Stage `baselines`: classical denoisers at every noise level → metrics/baselines.json.
 
+``metrics/baselines.json`` holds each method's PSNR at the headline level and the best
+method; every level's PSNR and SSIM go to ``data/baselines/by_noise.csv``, which
+`evaluate` merges into ``plots/psnr_by_noise.csv``.
+
 Depends only on the prepared data (and its own params), so DVC reuses its result
 across model experiments. Each method's parameter is tuned on validation images
 corrupted at the level in question; every method is scored on the same seeded
@@ -14,6 +18,15 @@ from cae.stages import log, run_stage
 
 # The params this stage reads (dvc.yaml's `params:` is written from this; tools/dvc_deps.py).
 PARAMS = ("seed", "noise", "baselines")
+
+
+def headline_metrics(headline: dict[str, dict], level: float) -> dict:
+    """``metrics/baselines.json``: each method's PSNR at the headline ``level`` and the best
+    method (SSIM and the other levels are in ``plots/psnr_by_noise.csv``)."""
+    best = max(headline, key=lambda m: headline[m]["psnr"])
+    metrics: dict = {f"{method}_psnr": round(r["psnr"], 4) for method, r in headline.items()}
+    metrics.update(best_method=best, best_psnr=round(headline[best]["psnr"], 4), level=level)
+    return metrics
 
 
 def main(params: Params) -> None:
@@ -66,14 +79,8 @@ def main(params: Params) -> None:
         if np.isclose(level, noise.test_level):
             headline = results
 
-    metrics = {}
-    for method, r in headline.items():
-        metrics[f"{method}_psnr"] = round(r["psnr"], 4)
-        metrics[f"{method}_ssim"] = round(r["ssim"], 5)
-    best = max(headline, key=lambda m: headline[m]["psnr"])
-    metrics.update(
-        best_method=best, best_psnr=round(headline[best]["psnr"], 4), level=noise.test_level, test_images=len(subset)
-    )
+    metrics = headline_metrics(headline, noise.test_level)
+    best = metrics["best_method"]
     with atomic_path(BASELINES_DIR, directory=True) as tmp:
         write_rows_csv(tmp / BASELINES_BY_NOISE.name, rows)
         write_json(tmp / BASELINES_TUNED.name, tuned)

@@ -34,6 +34,22 @@ def _rows(images, title: str) -> tuple[list, list[str]]:
     return rows, [title] + [""] * (len(rows) - 1)
 
 
+def _run(model, x):
+    """``model`` on ``x`` in one eager call: no ``tf.function`` traced per model and batch
+    shape (``predict`` on four small models retraced often enough for TensorFlow to warn)."""
+    import keras
+
+    return keras.ops.convert_to_numpy(model(x, training=False))
+
+
+def _decode_all(decoder, batches: list) -> list:
+    """``decoder`` on every array of codes in ``batches``, in one call; one array of images per entry."""
+    import numpy as np
+
+    images = _run(decoder, np.concatenate(batches))
+    return np.split(images, np.cumsum([len(b) for b in batches])[:-1])
+
+
 def main(params: Params) -> None:
     import numpy as np
 
@@ -60,30 +76,39 @@ def main(params: Params) -> None:
     models = {v: load_embedding(v) for v in VARIANTS}
     decoders = {v: decoder_of(m) for v, m in models.items()}
 
-    sample_rows, sample_titles = [], []
-    for i, variant in enumerate(VARIANTS):
+    # Every code a decoder turns into an image is gathered first, so that each decoder
+    # runs once, then cut back into rows.
+    drawn = {}
+    for i, v in enumerate(VARIANTS):
         fit_seed = seeds.seed_int(params.seed, Stream.DENSITY_FIT, i)
-        density = fit_density(codes[variant]["train"], cfg.gmm_components, cfg.gmm_covariance, fit_seed)
-        drawn = sample_density(density, cfg.samples, seeds.rng(params.seed, Stream.DENSITY_SAMPLE, i))
-        rows, titles = _rows(decoders[variant].predict(drawn, verbose=0), f"{variant}:\nGMM samples")
-        sample_rows += rows
-        sample_titles += titles
+        density = fit_density(codes[v]["train"], cfg.gmm_components, cfg.gmm_covariance, fit_seed)
+        drawn[v] = sample_density(density, cfg.samples, seeds.rng(params.seed, Stream.DENSITY_SAMPLE, i))
     dims = codes["variational"]["train"].shape[1]
     prior = seeds.rng(params.seed, Stream.PRIOR_SAMPLE).standard_normal((cfg.samples, dims)).astype(np.float32)
-    rows, titles = _rows(decoders["variational"].predict(prior, verbose=0), "variational:\nN(0, I) samples")
-    image_rows(sample_rows + rows, sample_titles + titles, SAMPLES_PLOT)
-
     y = np.ravel(data["y_test"])
     pairs = interpolation_pairs(y, cfg.interpolation_pairs, seeds.rng(params.seed, Stream.INTERPOLATION_PAIRS))
     index = np.unique(pairs)  # sorted: the test images at the ends, read once
     at = {int(i): k for k, i in enumerate(index)}
     ends = to_float(np.asarray(data["x_test"][index]))
-    end_codes = {v: encoder_of(models[v]).predict(ends, verbose=0) for v in VARIANTS}
+    lines = {}
+    for v in VARIANTS:
+        end_codes = _run(encoder_of(models[v]), ends)
+        lines[v] = [interpolate(end_codes[at[i]], end_codes[at[j]], cfg.interpolation_steps) for i, j in pairs]
+    wanted = {v: [drawn[v], *lines[v], *([prior] if v == "variational" else [])] for v in VARIANTS}
+    decoded = {v: _decode_all(decoders[v], wanted[v]) for v in VARIANTS}
+
+    sample_rows, sample_titles = [], []
+    for variant in VARIANTS:
+        rows, titles = _rows(decoded[variant][0], f"{variant}:\nGMM samples")
+        sample_rows += rows
+        sample_titles += titles
+    rows, titles = _rows(decoded["variational"][-1], "variational:\nN(0, I) samples")
+    image_rows(sample_rows + rows, sample_titles + titles, SAMPLES_PLOT)
+
     inter_rows, inter_titles = [], []
-    for i, j in pairs:
+    for k, (i, j) in enumerate(pairs):
         for variant in VARIANTS:
-            line = interpolate(end_codes[variant][at[i]], end_codes[variant][at[j]], cfg.interpolation_steps)
-            inter_rows.append(decoders[variant].predict(line, verbose=0))
+            inter_rows.append(decoded[variant][1 + k])
             inter_titles.append(f"{y[i]} → {y[j]}\n{variant}")
     image_rows(inter_rows, inter_titles, INTERPOLATION_PLOT)
     log.info(

@@ -8,8 +8,8 @@ features against PCA with ``latent_dim`` components fitted on the same training 
 - ``data/latent/<variant>_<split>.npy``: the codes (float32), in the order of the
   prepared arrays, for ``variant`` in plain, variational and ``split`` in train, test;
 - ``metrics/latent.json``: ``knn_acc``, ``linear_acc``, ``retrieval_p10`` of the plain
-  model's code, ``pca_…`` of the peer, ``vae_…`` of the variational model's code, and
-  ``latent_dim``, ``train_images``, ``test_images``. ``retrieval_p10`` is measured among
+  model's code, ``pca_…`` of the peer, ``vae_…`` of the variational model's code.
+  ``retrieval_p10`` is measured among
   the test codes (each test image against the other test images);
 - ``plots/latent_2d.png``: a seeded subset of ``latent.plot_points`` test codes of each
   model in two dimensions (the code itself at latent_dim 2, else ``latent.projection``),
@@ -53,7 +53,7 @@ def main(params: Params) -> None:
     dims = codes["plain"]["train"].shape[1]
     log.info("codes of %d numbers for %d training and %d test images", dims, len(images["train"]), len(images["test"]))
 
-    metrics: dict = {"latent_dim": dims, "train_images": len(images["train"]), "test_images": len(images["test"])}
+    metrics: dict = {}
     peer = pca_codes(images["train"], images["test"], dims, seeds.seed_int(params.seed, Stream.LATENT_PCA))
     scored = {**{PREFIX[v]: (codes[v]["train"], codes[v]["test"]) for v in VARIANTS}, "pca_": peer}
     for prefix, (train, test) in scored.items():

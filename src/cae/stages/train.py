@@ -1,7 +1,9 @@
 """Stage `train`: fit the autoencoder on data/prepared/ → models/, metrics/, dvclive/.
 
 Outputs: ``models/autoencoder.keras``, ``metrics/train.json`` (final losses; the same
-bytes for the same params) and the per-epoch loss curves in ``dvclive/``. Wall-clock
+bytes for the same params) and the per-epoch loss curves in ``dvclive/``, logged with
+DVCLive as each epoch ends (``dvclive/metrics.json``, a stage metric, and
+``dvclive/plots/metrics/{train,eval}/loss.tsv``, stage plots). Wall-clock
 figures go to ``metrics/train_timing.json``, which is shown by ``dvc metrics show``
 and ``dvc exp show`` but is not a stage output, so timing noise never changes
 ``dvc.lock``.
@@ -43,7 +45,7 @@ def main(params: Params) -> None:
     from cae.io import atomic_path, read_arrays, write_json
     from cae.model import check_input_shape, save_model
     from cae.resume import fingerprint
-    from cae.train import train_autoencoder, write_loss_curves
+    from cae.train import restored_on_failure, train_autoencoder
 
     names = ["x_train", "x_val"] + (["x_train_noisy", "x_val_noisy"] if params.task == "denoise" else [])
     # Streamed: the arrays are read a batch at a time (NpyRows) and the clean uint8
@@ -81,17 +83,27 @@ def main(params: Params) -> None:
     backup = None
     if tf_config is None:
         backup = BACKUP_ROOT / fingerprint(params.model, settings, params.task, inputs, x_train, val_inputs, x_val)
-    result = train_autoencoder(
-        params.model, settings, inputs, x_train, val_inputs, x_val, backup_dir=backup, strategy=strategy
-    )
     if not is_chief(tf_config):
+        train_autoencoder(params.model, settings, inputs, x_train, val_inputs, x_val, strategy=strategy)
         log.info("worker %s done; the chief writes the outputs", os.environ.get("TF_CONFIG"))
         return
-    # Every output is written under a temporary name first and renamed into place only
-    # once all of them are complete, so a failure (no space, an unwritable path) leaves
-    # the previous outputs as they were.
-    with atomic_path(TRAIN_LOG_DIR, directory=True) as tmp_log:
-        write_loss_curves(result.history, tmp_log)
+    # The loss curves are logged to dvclive/ epoch by epoch, as training goes (what `dvc
+    # exp show` and the VS Code extension follow). The other outputs are written under a
+    # temporary name first and renamed into place only once all of them are complete; a
+    # failure (divergence, no space, an unwritable path) leaves every previous output,
+    # dvclive/ included, as it was.
+    with restored_on_failure(TRAIN_LOG_DIR) as log_dir:
+        result = train_autoencoder(
+            params.model,
+            settings,
+            inputs,
+            x_train,
+            val_inputs,
+            x_val,
+            log_dir=log_dir,
+            backup_dir=backup,
+            strategy=strategy,
+        )
         with atomic_path(TRAIN_METRICS) as tmp_metrics:
             write_json(tmp_metrics, result.summary())
             with atomic_path(MODEL_PATH) as tmp_model:
