@@ -86,6 +86,23 @@ def test_mse_and_ssim_scores_per_image():
     assert ssim[1] == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("shape", [(40, 28, 28, 1), (9, 9, 12, 3), (5, 5, 5, 1), (3, 6, 30, 2)])
+def test_ssim_scores_equal_scikit_image_image_by_image(shape):
+    rng = np.random.default_rng(4)
+    x = rng.random(shape).astype(np.float32)
+    recon = np.clip(x + 0.2 * rng.standard_normal(shape), 0, 1).astype(np.float32)
+    win = min(7, *shape[1:3])
+    win -= 1 - win % 2
+    expected = [
+        1
+        - structural_similarity(
+            a.astype(np.float64), b.astype(np.float64), data_range=1.0, channel_axis=-1, win_size=win
+        )
+        for a, b in zip(x, recon, strict=True)
+    ]
+    np.testing.assert_allclose(ssim_scores(x, recon, chunk=4), expected, rtol=0, atol=1e-12)
+
+
 def test_latent_distance_is_mahalanobis_per_dimension():
     mean, precision = np.array([2.0, 10.0]), np.diag([1 / 4, 1.0])  # stds 2 and 1
     codes = np.array([[2.0, 10.0], [8.0, 10.0], [2.0, 13.0], [4.0, 11.0]])
