@@ -146,12 +146,17 @@ def train_autoencoder(
     alone = _on_default_strategy(strategy)
     # Keras 3.15 fails under MirroredStrategy with several steps per execution ("You must
     # feed a value for placeholder tensor … while/cond/Placeholder_1"): one step there.
-    with strategy.scope():
-        model = build_autoencoder(params.model, inputs.shape[1:], params.seed)
-        compile_autoencoder(model, params.model, steps_per_execution=params.steps_per_execution if alone else 1)
     if in_memory is None:  # arrays read from disk (memory-mapped, cae.io.NpyRows) stay there
         in_memory = alone and all(type(a) is np.ndarray for a in (inputs, targets, val_inputs, val_targets))
     batches = (TensorBatches if in_memory else EpochBatches)(inputs, targets, params.batch_size, params.seed)
+    with strategy.scope():
+        model = build_autoencoder(params.model, inputs.shape[1:], params.seed)
+        compile_autoencoder(
+            model,
+            params.model,
+            steps_per_execution=params.steps_per_execution if alone else 1,
+            total_steps=params.epochs * len(batches),
+        )
     if params.distribute == "multi_worker":
         _build_from_local_batch(model, batches[0])
     recorder = TrainingBackup(backup_dir) if backup_dir is not None else HistoryRecorder()
