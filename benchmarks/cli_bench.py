@@ -101,7 +101,7 @@ def tiling(x_test: np.ndarray, model: Path, work: Path) -> dict[str, np.ndarray]
     results["clean"] = clean
     print("2. 512×512 digit mosaic, Gaussian noise 0.4 (seed 0), against the clean image:")
     for name in ("noisy", "tiles", "resize", "side by side"):
-        psnr, ssim = psnr_ssim(results[name][None], clean[None], desc=name)
+        psnr, ssim = psnr_ssim(results[name][None], clean[None])
         label = {
             "noisy": "noisy input (8-bit PNG)",
             "tiles": "cae denoise (overlapping tiles)",
@@ -155,7 +155,7 @@ def figure(results: dict[str, np.ndarray], path: Path) -> None:
         )
         axes[1, col].imshow(image[CROP], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         if key != "clean":
-            psnr, _ = psnr_ssim(results[key][None], results["clean"][None], desc=key)
+            psnr, _ = psnr_ssim(results[key][None], results["clean"][None])
             title += f"\nPSNR {psnr:.2f} dB"
         axes[0, col].set_title(title, fontsize=9)
         for ax in axes[:, col]:

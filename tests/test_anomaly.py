@@ -21,6 +21,7 @@ from cae.anomaly import (
     threshold_of,
 )
 from cae.errors import CaeError
+from cae.evaluate import ssim_per_image
 
 
 def test_auroc_of_perfectly_separated_reversed_and_tied_scores():
@@ -84,6 +85,25 @@ def test_mse_and_ssim_scores_per_image():
         x[1].astype(np.float64), np.clip(recon[1], 0, 1).astype(np.float64), data_range=1.0, channel_axis=-1, win_size=7
     )
     assert ssim[1] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("shape", [(40, 28, 28, 1), (9, 9, 12, 3), (5, 5, 5, 1), (3, 6, 30, 2)])
+def test_ssim_scores_equal_scikit_image_image_by_image(shape):
+    rng = np.random.default_rng(4)
+    x = rng.random(shape).astype(np.float32)
+    recon = np.clip(x + 0.2 * rng.standard_normal(shape), 0, 1).astype(np.float32)
+    win = min(7, *shape[1:3])
+    win -= 1 - win % 2
+    expected = [
+        1
+        - structural_similarity(
+            a.astype(np.float64), b.astype(np.float64), data_range=1.0, channel_axis=-1, win_size=win
+        )
+        for a, b in zip(x, recon, strict=True)
+    ]
+    np.testing.assert_allclose(ssim_scores(x, recon), expected, rtol=0, atol=1e-12)
+    # chunk by chunk (as for many images) gives the same values
+    np.testing.assert_allclose(1 - ssim_per_image(x, recon, chunk=4), expected, rtol=0, atol=1e-12)
 
 
 def test_latent_distance_is_mahalanobis_per_dimension():

@@ -250,7 +250,7 @@ def test_run_baselines_reports_every_requested_method(monkeypatch, data):
         assert r["seconds"] > 0 and r["tune_seconds"] > 0, method  # each measured around real work
         # the score reported is the score of the test images denoised with the hyperparameters reported
         denoised = B.denoise(method, data["test_noisy"], r["hyper"])
-        psnr, ssim = psnr_ssim(denoised, data["test_clean"].astype(np.float32), desc=method)
+        psnr, ssim = psnr_ssim(denoised, data["test_clean"].astype(np.float32))
         assert (psnr, ssim) == pytest.approx((r["psnr"], r["ssim"])), method
     assert res["bm3d"]["hyper"]["profile"] == "classic"
     subset = B.run_baselines(

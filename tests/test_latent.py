@@ -104,6 +104,23 @@ def test_pca_peer_is_fitted_on_the_training_images_alone():
     assert pca_codes(train, test, dims=99)[0].shape == (50, 16)  # capped at the image size
 
 
+@pytest.mark.parametrize(("n", "solver"), [(200, "covariance_eigh"), (30, "full")])
+def test_fit_pca_reconstructs_as_a_full_svd_does(n, solver):
+    from sklearn.decomposition import PCA
+
+    from cae.latent import fit_pca
+
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(n, 3)) @ rng.normal(size=(3, 64)) + 0.1 * rng.normal(size=(n, 64))
+    fitted = fit_pca(a, 5, 0)
+    assert fitted.svd_solver == solver and fitted.n_components == 5
+    reference = PCA(n_components=5, svd_solver="full").fit(a)
+    np.testing.assert_allclose(
+        fitted.inverse_transform(fitted.transform(a)), reference.inverse_transform(reference.transform(a)), atol=1e-9
+    )
+    assert fit_pca(a[:4], 99, 0).n_components == 4  # capped at what the data allows
+
+
 def test_projection_to_two_dimensions():
     codes, _ = two_clusters(60, dims=5)
     two, _ = two_clusters(10, dims=2)

@@ -202,6 +202,34 @@ def test_residual_output_subtracts_predicted_noise_and_stays_in_range():
     assert model.predict(x, verbose=0).max() <= 1.0  # clipped
 
 
+def test_cosine_schedule_spans_the_run_and_constant_is_the_reference(tmp_path, monkeypatch):
+    from cae.model import learning_rate
+
+    assert parse_params({}).model.schedule == "constant"
+    assert parse_params({"model": {"preset": "fast"}}).model.schedule == "constant"
+    cfg = parse_params({"model": {"learning_rate": 0.01, "schedule": "cosine"}}).model
+    assert learning_rate(parse_params({}).model, 100) == 0.001
+    schedule = learning_rate(cfg, 100)
+    assert [float(schedule(step)) for step in (0, 50, 100)] == pytest.approx([0.01, 0.005, 0.0], abs=1e-9)
+    # a real run: 3 epochs of 3 batches; the rate ends at 0 after exactly the run's steps
+    monkeypatch.chdir(tmp_path)
+    result, _ = _fit(tmp_path, "cosine", model={"learning_rate": 0.01, "schedule": "cosine"})
+    optimizer = result.model.optimizer
+    assert int(optimizer.iterations) == 9 and float(optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+    assert result.history["loss"][-1] < result.history["loss"][0]
+
+
+def test_unknown_schedule_is_one_line_naming_the_key():
+    from cae.errors import ParamsError
+
+    for raw in ({"model": {"schedule": "linear"}}, {"anomaly": {"model": {"schedule": 1}}}):
+        with pytest.raises(ParamsError) as info:
+            parse_params(raw)
+        key = "anomaly.model.schedule" if "anomaly" in raw else "model.schedule"
+        assert str(info.value).startswith(f"params.yaml: {key}: Input should be 'constant' or 'cosine'")
+        assert len(str(info.value).splitlines()) == 1
+
+
 def test_explicit_keys_override_the_preset():
     cfg = parse_params({"model": {"preset": "unet", "filters": [8], "batch_norm": False}}).model
     assert cfg.filters == [8] and cfg.batch_norm is False and cfg.skip is True

@@ -347,7 +347,7 @@ def _tune(
     _check_hyper(method, candidates[0], noisy_val.shape)
     outputs = _denoise_many(method, noisy_val, candidates, workers, f"tune {method}", progress)
     target = clean_val.astype(np.float32)
-    scores = [psnr_ssim(out, target, desc=f"score {method}")[0] for out in outputs]
+    scores = [psnr_ssim(out, target)[0] for out in outputs]
     return dict(candidates[int(np.argmax(scores))])  # argmax: first of equal scores
 
 
@@ -394,7 +394,7 @@ def run_baselines(
         t1 = time.perf_counter()
         denoised = _denoise(method, noisy_test, hyper, workers, progress)
         t2 = time.perf_counter()
-        psnr, ssim = psnr_ssim(denoised, target, desc=f"score {method}")
+        psnr, ssim = psnr_ssim(denoised, target)
         results[method] = {
             "psnr": psnr,
             "ssim": ssim,

@@ -186,6 +186,7 @@ PRESETS: dict[str, dict] = {
         "residual": False,
         "head": "conv",
         "learning_rate": 1e-3,
+        "schedule": "constant",
         "loss": "bce",
         "latent_dim": None,
         "variational": False,
@@ -241,6 +242,9 @@ class ModelParams(Section):
     # transpose: the last level's doubling transposed convolution outputs the image itself
     head: Literal["conv", "transpose"]
     learning_rate: PositiveFloat
+    # constant: Adam at learning_rate throughout (the reference); cosine: from learning_rate
+    # down to 0 along a half cosine over the run's steps (epochs × batches per epoch)
+    schedule: Literal["constant", "cosine"]
     loss: LossName | dict[LossName, PositiveFloat]
     latent_dim: Annotated[int, Field(strict=True, gt=0, le=16_384)] | None = None
     # a variational autoencoder: the dense code is sampled (reparameterised) in training
@@ -333,7 +337,7 @@ class BaselinesParams(Section):
 
 
 # The one-class models' default architecture (anomaly.model in params.yaml).
-ANOMALY_MODEL: dict = {"preset": "reference", "latent_dim": 16, "loss": "mse"}
+ANOMALY_MODEL: dict = {"preset": "fast", "latent_dim": 16, "loss": "mse", "batch_norm": True}
 
 
 class AnomalyParams(Section):
@@ -341,8 +345,8 @@ class AnomalyParams(Section):
     autoencoder per class, trained on that class's images only."""
 
     classes: list[Annotated[int, Field(strict=True, ge=0, le=255)]] = Field(default_factory=lambda: list(range(10)))
-    epochs: Epochs = 30
-    batch_size: BatchSize = 128
+    epochs: Epochs = 6
+    batch_size: BatchSize = 64
     model: ModelParams = Field(default_factory=lambda: ModelParams(**ANOMALY_MODEL))
     noise: NoiseLevel = 0.0
     score: AnomalyScore = ENSEMBLE_SCORE
@@ -373,7 +377,14 @@ class AnomalyParams(Section):
 
 
 # The embedding models' default architecture (latent.model in params.yaml).
-LATENT_MODEL: dict = {"preset": "reference", "filters": [32, 16], "latent_dim": 16, "loss": "bce"}
+LATENT_MODEL: dict = {
+    "preset": "fast",
+    "filters": [32, 16],
+    "kernel_size": 5,
+    "batch_norm": True,
+    "latent_dim": 16,
+    "loss": "bce",
+}
 
 
 class LatentParams(Section):
@@ -381,8 +392,8 @@ class LatentParams(Section):
     ``generate``): an autoencoder with a dense code, trained on clean images, its code
     scored as a feature against PCA, and decoded samples and interpolations."""
 
-    epochs: Epochs = 12
-    batch_size: BatchSize = 128
+    epochs: Epochs = 3
+    batch_size: BatchSize = 64
     # the plain embedding; train_embedding@variational trains the same with variational: true
     model: ModelParams = Field(default_factory=lambda: ModelParams(**LATENT_MODEL))
     # > 0: a denoising autoencoder (Gaussian noise of this std on its training inputs,

@@ -100,12 +100,28 @@ def code_metrics(
 def pca_codes(train_images: np.ndarray, test_images: np.ndarray, dims: int, random_state: int = 0):
     """The peer: the first ``dims`` principal components of ``train_images`` (fitted on
     them alone), as codes of both sets: (train codes, test codes). ``random_state`` is
-    scikit-learn's (the full SVD used here draws nothing from it)."""
+    scikit-learn's (neither solver used here draws from it)."""
+    a, b = flat(train_images), flat(test_images)
+    pca = fit_pca(a, dims, random_state)
+    return pca.transform(a), pca.transform(b)
+
+
+PCA_EIGH_MAX_DIMS = 2048
+
+
+def fit_pca(a: np.ndarray, dims: int, random_state: int):
+    """scikit-learn's ``PCA`` with ``min(dims, *a.shape)`` components fitted on the rows of ``a``.
+
+    With no more columns (pixels) than rows (images), and at most :data:`PCA_EIGH_MAX_DIMS`
+    of them, from the eigenvectors of the covariance matrix: the components of a full SVD
+    (to rounding, up to sign), at a small fraction of its cost (full MNIST: seconds
+    instead of a minute); otherwise by a full SVD.
+    """
     from sklearn.decomposition import PCA
 
-    a, b = flat(train_images), flat(test_images)
-    pca = PCA(n_components=min(dims, *a.shape), svd_solver="full", random_state=random_state).fit(a)
-    return pca.transform(a), pca.transform(b)
+    n, d = a.shape
+    solver = "covariance_eigh" if d <= min(n, PCA_EIGH_MAX_DIMS) else "full"
+    return PCA(n_components=min(dims, n, d), svd_solver=solver, random_state=random_state).fit(a)
 
 
 def project_2d(codes: np.ndarray, method: str, random_state: int = 0) -> np.ndarray:

@@ -211,11 +211,23 @@ def make_loss(loss: LossName | Mapping[LossName, float]):
     return WeightedLoss({loss: 1.0} if isinstance(loss, str) else loss)
 
 
-def compile_autoencoder(model: keras.Model, cfg: ModelParams, steps_per_execution: int = 1) -> keras.Model:
+def learning_rate(cfg: ModelParams, total_steps: int):
+    """Adam's learning rate: ``cfg.learning_rate``, or with ``schedule: cosine`` a schedule
+    from it down to 0 over ``total_steps`` optimizer steps (the step count is part of the
+    optimizer's state, so a resumed run continues the same curve)."""
+    if cfg.schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(1, total_steps))
+    return cfg.learning_rate
+
+
+def compile_autoencoder(
+    model: keras.Model, cfg: ModelParams, steps_per_execution: int = 1, total_steps: int = 1
+) -> keras.Model:
     """Adam and the loss of ``cfg``; ``steps_per_execution`` training steps per call into
-    TensorFlow (fewer Python round trips; the same weights)."""
+    TensorFlow (fewer Python round trips; the same weights); ``total_steps``: the steps
+    of the whole run, which a learning-rate schedule spans."""
     model.compile(
-        optimizer=keras.optimizers.Adam(cfg.learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate(cfg, total_steps)),
         loss=make_loss(cfg.loss),
         steps_per_execution=steps_per_execution,
     )

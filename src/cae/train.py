@@ -208,12 +208,17 @@ def train_autoencoder(
     alone = _on_default_strategy(strategy)
     # Keras 3.15 fails under MirroredStrategy with several steps per execution ("You must
     # feed a value for placeholder tensor … while/cond/Placeholder_1"): one step there.
-    with strategy.scope():
-        model = build_autoencoder(model_params, inputs.shape[1:], seeds.seed_int(settings.seed, Stream.VAE_SAMPLING))
-        compile_autoencoder(model, model_params, steps_per_execution=settings.steps_per_execution if alone else 1)
     if in_memory is None:  # arrays read from disk (memory-mapped, cae.io.NpyRows) stay there
         in_memory = alone and all(type(a) is np.ndarray for a in (inputs, targets, val_inputs, val_targets))
     batches = (TensorBatches if in_memory else EpochBatches)(inputs, targets, settings.batch_size, settings.seed)
+    with strategy.scope():
+        model = build_autoencoder(model_params, inputs.shape[1:], seeds.seed_int(settings.seed, Stream.VAE_SAMPLING))
+        compile_autoencoder(
+            model,
+            model_params,
+            steps_per_execution=settings.steps_per_execution if alone else 1,
+            total_steps=settings.epochs * len(batches),
+        )
     if settings.distribute == "multi_worker":
         assert isinstance(batches, EpochBatches), "not in memory: multi_worker is not the default strategy"
         _build_from_local_batch(model, batches[0])

@@ -60,7 +60,7 @@ def main(params: Params) -> None:
         rng = seeds.rng(params.seed, Stream.BASELINE_TUNING_NOISE, j)
         noisy_val = corrupt(clean_val, noise.kind, level, rng, noise.block)
         noisy_test = np.asarray(data["x_test_levels"][j][subset])
-        rows.append(score_row(level, "noisy", *psnr_ssim(noisy_test, clean_test, f"noisy @ {level:g}")))
+        rows.append(score_row(level, "noisy", *psnr_ssim(noisy_test, clean_test)))
         results = run_baselines(
             noisy_val, clean_val, noisy_test, clean_test, level, methods=cfg.methods, workers=cfg.workers
         )
