@@ -57,12 +57,19 @@ def declared_distributions(pyproject: dict) -> set[str]:
 def undeclared_imports(package_dir: Path, pyproject: dict, distributions: dict[str, list[str]]) -> list[str]:
     """One line per third-party module that no declared distribution provides."""
     declared = declared_distributions(pyproject)
+    optional = {
+        canonicalize_name(Requirement(spec).name)
+        for extra in pyproject["project"].get("optional-dependencies", {}).values()
+        for spec in extra
+    }
     problems = []
     for module, files in sorted(imported_modules(package_dir).items()):
         if module == FIRST_PARTY or module in sys.stdlib_module_names:
             continue
         providers = {canonicalize_name(d) for d in distributions.get(module, [])}
         where = ", ".join(sorted(files))
+        if not providers and canonicalize_name(module) in optional:
+            continue  # an optional extra that is not installed (bm3d): its own name is its module's
         if not providers:
             problems.append(f"{module} (imported in {where}): no installed distribution provides it")
         elif not providers & declared:
