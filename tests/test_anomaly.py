@@ -11,6 +11,7 @@ from cae.anomaly import (
     decision_metrics,
     ensemble_scores,
     extremes,
+    knn_scores,
     latent_fit,
     latent_scores,
     mse_scores,
@@ -125,6 +126,26 @@ def test_latent_fit_estimates_mean_and_precision_even_for_constant_dimensions():
     assert np.all(np.isfinite(precision))
     scores = latent_scores(codes, mean, precision)
     assert np.isfinite(scores).all() and scores.mean() > 0
+
+
+def test_knn_score_is_mean_distance_to_nearest_training_codes_excluding_itself():
+    train = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [10.0, 0.0]])
+    test = np.array([[0.0, 0.0], [13.0, 4.0]])
+    test_scores, train_scores = knn_scores(train, test, k=2)
+    # (0, 0): itself at 0 and (1, 0) at 1; (13, 4): (10, 0) at 5 and (1, 0) at sqrt(160)
+    np.testing.assert_allclose(test_scores, [0.5, (5 + np.sqrt(160)) / 2])
+    # a training code's neighbours are the others: (0, 0) → 1 and 2; (10, 0) → 9 and 10
+    np.testing.assert_allclose(train_scores, [1.5, (1 + np.sqrt(5)) / 2, (2 + np.sqrt(5)) / 2, 9.5])
+
+
+def test_knn_score_caps_k_at_the_other_training_codes():
+    train = np.array([[0.0], [2.0]])
+    test_scores, train_scores = knn_scores(train, np.array([[5.0]]), k=5)
+    np.testing.assert_allclose(test_scores, [3.0])  # k = 1: the nearest of the two
+    np.testing.assert_allclose(train_scores, [2.0, 2.0])
+    alone_test, alone_train = knn_scores(np.array([[1.0]]), np.array([[4.0]]), k=3)
+    np.testing.assert_allclose(alone_test, [3.0])
+    np.testing.assert_allclose(alone_train, [0.0])
 
 
 def test_standardise_and_ensemble_use_training_statistics():

@@ -1,7 +1,7 @@
 """End to end: the one-class anomaly stages with the real `dvc repro`, on mnist_sample.
 
-Two classes, one epoch: the point is the wiring — one stage per class, the aggregate,
-its metrics and plots — and which params rerun what.
+Two classes, one epoch: the point is the wiring — the one-class models' stage, the
+aggregate, its metrics and plots — and which params rerun what.
 """
 
 import csv
@@ -23,27 +23,27 @@ def set_params(root, **anomaly):
 
 
 def test_one_class_stages_metrics_plots_and_what_reruns(pipeline_done, tmp_path):
-    # the template's first `dvc repro` ran one stage per class and the aggregate ...
+    # the template's first `dvc repro` ran the one-class models and the aggregate ...
     first = first_repro_log(pipeline_done).read_text()
-    for stage in ("anomaly_class@0", "anomaly_class@1", "anomaly"):
+    for stage in ("anomaly_models", "anomaly"):
         assert f"Running stage '{stage}'" in first
     project = copy_project(pipeline_done, tmp_path / "project")
     # ... and the anomaly study needs the data, not the denoiser
     dry = sh("dvc repro -f --dry anomaly", project)
-    for stage in ("download", "noisy_pairs", "anomaly_class@0", "anomaly_class@1", "anomaly"):
+    for stage in ("download", "noisy_pairs", "anomaly_models", "anomaly"):
         assert f"Running stage '{stage}'" in dry
     assert "Running stage 'train'" not in dry
     # another example class reruns only the aggregate
     set_params(project, example_class=1)
     out = sh("dvc repro anomaly", project)
-    assert "Stage 'anomaly_class@0' didn't change, skipping" in out and "Running stage 'anomaly':" in out
+    assert "Stage 'anomaly_models' didn't change, skipping" in out and "Running stage 'anomaly':" in out
 
     for c in (0, 1):
         d = project / f"data/anomaly/{c}"
         assert (d / "model.keras").is_file()
         stats = json.loads((d / "stats.json").read_text())
         assert stats["class"] == c and stats["epochs"] == 1 and stats["train_images"] > 100
-        assert set(stats["train_scores"]) == {"mse", "ssim", "latent", "pca"}
+        assert set(stats["train_scores"]) == {"mse", "ssim", "latent", "knn", "pca"}
     # headline figures only; no top-level `threshold`: every class has its own model
     metrics = json.loads((project / "metrics/anomaly.json").read_text())
     expected = {"score", "auroc_mean", "auroc_min", "ap_mean", "f1_mean", "pca_auroc_mean", "classes_above_pca"}
@@ -58,7 +58,7 @@ def test_one_class_stages_metrics_plots_and_what_reruns(pipeline_done, tmp_path)
     with open(project / "plots/anomaly_by_class.csv") as f:
         by_class = list(csv.DictReader(f))
     assert {(r["class"], r["method"]) for r in by_class} == {
-        (c, m) for c in "01" for m in ("mse", "ssim", "latent", "ensemble", "pca")
+        (c, m) for c in "01" for m in ("mse", "ssim", "latent", "knn", "ensemble", "pca")
     }
     assert all(math.isfinite(float(r["threshold"])) for r in by_class)
     auroc = {(r["class"], r["method"]): float(r["auroc"]) for r in by_class}
@@ -78,12 +78,16 @@ def test_one_class_stages_metrics_plots_and_what_reruns(pipeline_done, tmp_path)
     out = sh("dvc repro anomaly", project)
     assert "Running stage 'noisy_pairs'" in out  # new noisy arrays, the same clean ones
     assert "Running stage 'anomaly" not in out
-    # ... a threshold or a choice of score reruns only the aggregate, a new class trains only that class.
-    set_params(project, threshold_k=1.0, score="ssim", classes=[0, 1, 7])
+    # ... a threshold or a choice of score reruns only the aggregate ...
+    set_params(project, threshold_k=1.0, score="ssim")
     out = sh("dvc repro anomaly", project)
-    assert "Stage 'anomaly_class@0' didn't change, skipping" in out
-    assert "Stage 'anomaly_class@1' didn't change, skipping" in out
-    assert "Running stage 'anomaly_class@7'" in out and "Running stage 'anomaly':" in out
+    assert "Stage 'anomaly_models' didn't change, skipping" in out and "Running stage 'anomaly':" in out
+    # ... a new class retrains the models, each seeded alone: classes 0 and 1 come out the same
+    before = {c: (project / f"data/anomaly/{c}/test_mse.npy").read_bytes() for c in (0, 1)}
+    set_params(project, classes=[0, 1, 7])
+    out = sh("dvc repro anomaly", project)
+    assert "Running stage 'anomaly_models'" in out and "Running stage 'anomaly':" in out
+    assert {c: (project / f"data/anomaly/{c}/test_mse.npy").read_bytes() for c in (0, 1)} == before
     metrics = json.loads((project / "metrics/anomaly.json").read_text())
     with open(project / "plots/anomaly_by_class.csv") as f:
         ssim = [float(r["auroc"]) for r in csv.DictReader(f) if r["method"] == "ssim"]

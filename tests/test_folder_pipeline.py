@@ -76,9 +76,9 @@ def test_folder_colour_then_grayscale_classes_end_to_end(tmp_path):
     figure = np.asarray(Image.open(project / "plots/reconstructions.png").convert("RGB")).astype(int)
     assert np.abs(figure[..., 0] - figure[..., 1]).max() > 50, "the figure shows colour"
     # without classes, the anomaly study says so in one line and writes nothing
-    code, out = run("dvc repro anomaly_class@0", project)
+    code, out = run("dvc repro anomaly_models", project)
     assert code != 0 and "need at least two labelled classes" in out and "Traceback" not in out
-    assert not (project / "data/anomaly/0").exists()
+    assert not (project / "data/anomaly").exists()
 
     gray = tmp_path / "gray"
     for c, name in enumerate(["circle", "square"]):
@@ -92,8 +92,7 @@ def test_folder_colour_then_grayscale_classes_end_to_end(tmp_path):
         "train",
         "evaluate",
         "plots",
-        "anomaly_class@0",
-        "anomaly_class@1",
+        "anomaly_models",
         "anomaly",
     ):
         assert f"Running stage '{stage}'" in out

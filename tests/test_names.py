@@ -23,7 +23,8 @@ def test_the_schema_accepts_exactly_the_names_defined_once():
     assert _choices(config.AnomalyParams, "ensemble") == config.AE_SCORES
     assert parse_params({}).baselines.methods == list(config.DEFAULT_BASELINE_METHODS)  # bm3d: an optional extra
     assert tuple(m for m in config.BASELINE_METHODS if m != "bm3d") == config.DEFAULT_BASELINE_METHODS
-    assert parse_params({}).anomaly.ensemble == list(config.AE_SCORES)
+    assert parse_params({}).anomaly.ensemble == list(config.DEFAULT_ENSEMBLE)
+    assert set(config.DEFAULT_ENSEMBLE) <= set(config.AE_SCORES)
 
 
 def test_the_implementations_are_keyed_by_the_same_names():
@@ -39,8 +40,14 @@ def test_the_implementations_are_keyed_by_the_same_names():
         ({"model": {"preset": "huge"}}, "params.yaml: model.preset: Input should be 'reference', 'wide', "),
         ({"noise": {"kind": "blur"}}, "params.yaml: noise.kind: Input should be 'gaussian', 'salt_pepper', "),
         ({"baselines": {"methods": ["bm4d"]}}, "params.yaml: baselines.methods.0: Input should be 'median', "),
-        ({"anomaly": {"score": "pca"}}, "params.yaml: anomaly.score: Input should be 'mse', 'ssim', 'latent' or "),
-        ({"anomaly": {"ensemble": ["ensemble"]}}, "params.yaml: anomaly.ensemble.0: Input should be 'mse', 'ssim' or "),
+        (
+            {"anomaly": {"score": "pca"}},
+            "params.yaml: anomaly.score: Input should be 'mse', 'ssim', 'latent', 'knn' or ",
+        ),
+        (
+            {"anomaly": {"ensemble": ["ensemble"]}},
+            "params.yaml: anomaly.ensemble.0: Input should be 'mse', 'ssim', 'latent' or ",
+        ),
     ],
 )
 def test_an_unknown_name_is_one_line_listing_the_choices(raw, message):

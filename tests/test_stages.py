@@ -16,7 +16,7 @@ STAGES = [
     "train",
     "evaluate",
     "plots",
-    "anomaly_class",
+    "anomaly_models",
     "anomaly",
     "train_embedding",
     "latent",
@@ -184,17 +184,7 @@ def test_image_size_the_model_cannot_take(tmp_path):
     assert not (tmp_path / "models").exists()
 
 
-def test_anomaly_class_needs_a_class_of_anomaly_classes(tmp_path):
-    write_params(tmp_path, anomaly__classes=[0, 1])
-    for args, words in [
-        ((), "usage: python -m cae.stages.anomaly_class CLASS"),
-        (("7",), "class 7 is not in anomaly.classes [0, 1]"),
-    ]:
-        assert usage_error("anomaly_class", tmp_path, args).startswith(f"error: {words}")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
-
-
-def test_anomaly_class_with_too_few_images_names_the_class(tmp_path):
+def test_anomaly_models_with_too_few_images_names_the_class_and_train_none(tmp_path):
     import numpy as np
 
     from cae.io import write_arrays
@@ -203,7 +193,7 @@ def test_anomaly_class_with_too_few_images_names_the_class(tmp_path):
     x = np.zeros((12, 28, 28, 1), np.uint8)
     y = np.array([0] * 10 + [1] * 2, np.uint8)
     write_arrays(tmp_path / "data/prepared", {"x_train": x, "y_train": y, "x_val": x, "y_val": y, "x_test": x})
-    proc = run_stage("anomaly_class", tmp_path, args=("1",))
+    proc = run_stage("anomaly_models", tmp_path)
     assert proc.returncode == 2
     assert error_lines(proc)[0].startswith("error: anomaly class 1: 2 training images, at least 5 needed")
     assert not (tmp_path / "data/anomaly").exists()
@@ -220,7 +210,7 @@ def test_anomaly_without_the_class_stages_says_which_to_run(tmp_path):
     )
     proc = run_stage("anomaly", tmp_path)
     assert proc.returncode == 2
-    assert "data/anomaly/0: not found; run `dvc repro anomaly_class@0`" in proc.stderr
+    assert "data/anomaly/0: not found; run `dvc repro anomaly_models`" in proc.stderr
     assert not (tmp_path / "metrics").exists()
 
 

@@ -69,7 +69,8 @@ NOISE_KINDS: tuple[str, ...] = ("gaussian", "salt_pepper", "speckle", "poisson",
 BASELINE_METHODS: tuple[str, ...] = ("median", "gaussian", "tv", "nlmeans", "wavelet", "bm3d")
 # the default baselines.methods: all but BM3D, whose package is an optional extra
 DEFAULT_BASELINE_METHODS: tuple[str, ...] = tuple(m for m in BASELINE_METHODS if m != "bm3d")
-AE_SCORES: tuple[str, ...] = ("mse", "ssim", "latent")  # per-image scores of a one-class autoencoder
+AE_SCORES: tuple[str, ...] = ("mse", "ssim", "latent", "knn")  # per-image scores of a one-class autoencoder
+DEFAULT_ENSEMBLE: tuple[str, ...] = ("ssim", "knn")  # anomaly.ensemble's default: a pixel and a code score
 ENSEMBLE_SCORE = "ensemble"  # the mean of the standardised scores of anomaly.ensemble
 ANOMALY_SCORES: tuple[str, ...] = (*AE_SCORES, ENSEMBLE_SCORE)  # the choices of anomaly.score
 
@@ -341,16 +342,17 @@ ANOMALY_MODEL: dict = {"preset": "fast", "latent_dim": 16, "loss": "mse", "batch
 
 
 class AnomalyParams(Section):
-    """One-class anomaly detection (stages ``anomaly_class`` and ``anomaly``): an
+    """One-class anomaly detection (stages ``anomaly_models`` and ``anomaly``): an
     autoencoder per class, trained on that class's images only."""
 
     classes: list[Annotated[int, Field(strict=True, ge=0, le=255)]] = Field(default_factory=lambda: list(range(10)))
-    epochs: Epochs = 10
+    epochs: Epochs = 6
     batch_size: BatchSize = 64
     model: ModelParams = Field(default_factory=lambda: ModelParams(**ANOMALY_MODEL))
     noise: NoiseLevel = 0.0
     score: AnomalyScore = ENSEMBLE_SCORE
-    ensemble: list[AEScore] = Field(default_factory=lambda: list(AE_SCORES))
+    ensemble: list[AEScore] = Field(default_factory=lambda: list(DEFAULT_ENSEMBLE))
+    neighbours: Annotated[int, Field(strict=True, gt=0, le=1000)] = 5
     threshold_k: Annotated[float, Field(allow_inf_nan=False)] = 2.0
     pca_dims: PositiveInt = 32
     min_images: PositiveInt = 10
@@ -401,7 +403,7 @@ class LatentParams(Section):
     noise: NoiseLevel = 0.3
     standardise: bool = False  # kNN and retrieval on standardised codes (AE and PCA alike)
     projection: Literal["pca", "tsne"] = "tsne"  # plots/latent_2d.png when latent_dim > 2
-    plot_points: PositiveInt = 3000  # test codes drawn in plots/latent_2d.png (a seeded subset)
+    plot_points: PositiveInt = 2000  # test codes drawn in plots/latent_2d.png (a seeded subset)
     gmm_components: PositiveInt = 10  # the density fitted on the training codes, for sampling
     gmm_covariance: Literal["full", "diag", "tied", "spherical"] = "full"
     # decoded samples per model in plots/samples.png

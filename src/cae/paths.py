@@ -39,7 +39,7 @@ PSNR_BY_NOISE = PLOTS_DIR / "psnr_by_noise.csv"
 RECONSTRUCTIONS_PLOT = PLOTS_DIR / "reconstructions.png"
 DENOISING_PLOT = PLOTS_DIR / "denoising.png"
 
-# anomaly_class@<c>, anomaly
+# anomaly_models, anomaly
 ANOMALY_DIR = Path("data/anomaly")
 ANOMALY_METRICS = METRICS_DIR / "anomaly.json"
 ANOMALY_BY_CLASS = PLOTS_DIR / "anomaly_by_class.csv"
@@ -48,12 +48,12 @@ ANOMALY_EXAMPLES = PLOTS_DIR / "anomaly_examples.png"
 
 
 def class_dir(label: int) -> Path:
-    """What `anomaly_class@<label>` writes: the class's model, scores and stats."""
+    """What `anomaly_models` writes for class ``label``: its model, scores and stats."""
     return ANOMALY_DIR / str(label)
 
 
 def class_hint(label: int) -> str:
-    return f"run `dvc repro anomaly_class@{label}`"
+    return "run `dvc repro anomaly_models`"
 
 
 # train_embedding@<variant>, latent, generate

@@ -38,7 +38,7 @@ class Stream(IntEnum):
     EPOCH_SHUFFLE = 8  # the order of the training images in an epoch (key: epoch)
     FRAMEWORK = 9  # Python's, NumPy's global and TensorFlow's seeds (weight initialisation)
     VAE_SAMPLING = 10  # the variational code's noise in training (the model's SeedGenerator)
-    # anomaly_class@<c>
+    # anomaly_models
     ONE_CLASS_NOISE = 11  # the noise on a one-class model's inputs (key: class)
     ONE_CLASS_PCA = 12  # the PCA peer of a class (key: class)
     # train_embedding@<variant>, latent, generate

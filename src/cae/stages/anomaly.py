@@ -1,7 +1,8 @@
 """Stage `anomaly`: the one-class study, aggregated → metrics/anomaly.json and plots.
 
-Reads what every `anomaly_class@<c>` stage wrote and the test labels, and for each
-class and each score — ``mse``, ``ssim``, ``latent``, their ``ensemble`` and the PCA
+Reads what `anomaly_models` wrote for every class and the test labels, and for each
+class and each score — ``mse``, ``ssim``, ``latent``, ``knn``, the ``ensemble`` of
+``anomaly.ensemble`` and the PCA
 peer ``pca`` — measures AUROC and average precision of "not c" (anomaly, positive)
 against c, and precision / recall / F1 of the decision ``score > mean + k·std`` of
 the class's training scores (``k`` = ``anomaly.threshold_k``).
@@ -34,6 +35,7 @@ from cae.paths import (
     HINT_PREPARED,
     PREPARED_DIR,
     class_dir,
+    class_hint,
 )
 from cae.stages import log, run_stage
 
@@ -93,7 +95,7 @@ def main(params: Params) -> None:
         if len(test["mse"]) != len(y_test):
             raise CaeError(
                 f"{class_dir(label)}: scores {len(test['mse'])} test images, the test set has "
-                f"{len(y_test)}; rerun `dvc repro anomaly_class@{label}`"
+                f"{len(y_test)}; {class_hint(label)}"
             )
         test[ENSEMBLE_SCORE], train[ENSEMBLE_SCORE] = ensemble_scores(test, train, cfg.ensemble)
         anomalous = y_test != label
