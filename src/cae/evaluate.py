@@ -8,6 +8,7 @@ import numpy as np
 # means finite and JSON-serialisable without affecting any realistic image.
 PSNR_CAP = 100.0
 _BCE_EPS = 1e-7  # the epsilon Keras clips with in binary_crossentropy
+CHUNK = 1024  # images per vectorised step of PSNR and SSIM: bounded memory for any number of images
 
 
 def psnr_ssim(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
@@ -15,17 +16,17 @@ def psnr_ssim(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
     if pred.shape != target.shape:
         raise ValueError(f"shape mismatch: {pred.shape} vs {target.shape}")
     psnrs = np.empty(len(pred))
-    for start in range(0, len(pred), 1024):
-        t = np.asarray(target[start : start + 1024], np.float64)
-        p = np.asarray(pred[start : start + 1024], np.float64)
+    for start in range(0, len(pred), CHUNK):
+        t = np.asarray(target[start : start + CHUNK], np.float64)
+        p = np.asarray(pred[start : start + CHUNK], np.float64)
         mse = np.mean(((t - p) ** 2).reshape(len(t), -1), axis=1)
         with np.errstate(divide="ignore"):  # identical images: capped below
             psnr = 10 * np.log10(1.0 / mse)  # scikit-image's peak_signal_noise_ratio, data range 1
-        psnrs[start : start + 1024] = np.where(mse <= 10 ** (-PSNR_CAP / 10), PSNR_CAP, psnr)
+        psnrs[start : start + CHUNK] = np.where(mse <= 10 ** (-PSNR_CAP / 10), PSNR_CAP, psnr)
     return float(psnrs.mean()), float(ssim_per_image(pred, target).mean())
 
 
-def ssim_per_image(images: np.ndarray, recon: np.ndarray, chunk: int = 1024) -> np.ndarray:
+def ssim_per_image(images: np.ndarray, recon: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
     """SSIM per image (N, H, W, C) in [0, 1], float64, with a 7×7 window (odd, no larger than the image).
 
     scikit-image's ``structural_similarity`` (uniform window, sample covariance, data
