@@ -28,13 +28,17 @@ def copy_project(template, dest):
     return dest
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group markers
 def pytest_collection_modifyitems(items):
     """A test on the pipeline run (``pipeline_done``: a full `dvc repro`) must be marked
-    ``slow``, so that ``pytest -m "not slow"`` (``make test-fast``) never starts it."""
-    unmarked = [
-        item.nodeid
-        for item in items
-        if "pipeline_done" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None
-    ]
+    ``slow``, so that ``pytest -m "not slow"`` (``make test-fast``) never starts it.
+
+    Those tests also share one xdist group: with ``--dist loadgroup`` (pyproject's
+    addopts) they all run on one worker, which builds the session fixture once, while
+    the other workers take the rest of the suite."""
+    users = [item for item in items if "pipeline_done" in getattr(item, "fixturenames", ())]
+    unmarked = [item.nodeid for item in users if item.get_closest_marker("slow") is None]
     if unmarked:
         raise pytest.UsageError(f"these use pipeline_done (a full `dvc repro`) but are not marked slow: {unmarked}")
+    for item in users:
+        item.add_marker(pytest.mark.xdist_group("pipeline_done"))
