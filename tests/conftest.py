@@ -1,5 +1,7 @@
 """Fixtures shared by the tests that run the real pipeline."""
 
+import fcntl
+import os
 import shutil
 
 import pytest
@@ -10,10 +12,25 @@ from project_copy import sh, tiny_project
 def pipeline_done(tmp_path_factory):
     """A scratch project after a full `dvc repro` (1 epoch on mnist_sample), committed to
     git with its DVC cache. Tests copy it with :func:`copy_project`, never change it.
-    The output of that first `dvc repro` is kept beside it, in :func:`first_repro_log`."""
-    root = tiny_project(tmp_path_factory.mktemp("template") / "project", epochs=1, batch_size=256)
-    first_repro_log(root).write_text(sh("dvc repro", root, timeout=600))
-    sh("git add -A && git commit -q -m results", root)
+    The output of that first `dvc repro` is kept beside it, in :func:`first_repro_log`.
+
+    Built once per pytest run: under pytest-xdist the workers share it (it lives in the
+    run's temporary directory, above each worker's own, and a lock makes the others wait
+    while one builds it), so it is never built twice, whichever worker a test lands on."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's directory, common to its workers
+    template = base / "pipeline-template"
+    template.mkdir(exist_ok=True)
+    root = template / "project"
+    with open(template / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (template / "done").exists():
+            shutil.rmtree(root, ignore_errors=True)  # a build that failed part way
+            tiny_project(root, epochs=1, batch_size=256)
+            first_repro_log(root).write_text(sh("dvc repro", root, timeout=600))
+            sh("git add -A && git commit -q -m results", root)
+            (template / "done").touch()
     return root
 
 
