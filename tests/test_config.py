@@ -21,7 +21,7 @@ def test_committed_params_are_the_reference_defaults():
     assert params.model.downsample == "maxpool" and params.model.upsample == "upsampling"
     assert params.model.learning_rate == 1e-3 and params.model.loss == "bce"
     assert params.noise.kind == "gaussian" and params.noise.factor == 0.4
-    assert params.steps_per_execution == 8  # the fastest measured (benchmarks/README.md)
+    assert params.steps_per_execution == 32  # the fastest measured for the small models (docs/speed.md)
 
 
 def test_overrides_as_dvc_exp_run_writes_them():

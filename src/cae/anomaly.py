@@ -42,7 +42,6 @@ CLASS_SCORES = (*AE_SCORES, PEER_SCORE)  # what `anomaly_models` writes, per cla
 METHODS = (*ANOMALY_SCORES, PEER_SCORE)  # what `anomaly` measures: every score and the peer
 BY_CLASS_COLUMNS = ("class", "method", "auroc", "ap", "threshold", "precision", "recall", "f1")
 _STD_FLOOR = 1e-12
-SCORE_BATCH = 512  # the least batch images are scored in: prediction is a third faster than in batches of 64
 
 
 def check_labelled(y: np.ndarray) -> None:
@@ -264,9 +263,10 @@ def fit_one_class(
 
     With ``noise`` > 0 the model learns to denoise: its inputs carry Gaussian noise of that
     standard deviation, its targets are clean. Scores are always of clean images, predicted
-    in batches of ``settings.batch_size`` or :data:`SCORE_BATCH`, whichever is larger. The
+    in batches of ``settings.batch_size`` or :data:`cae.model.PREDICT_BATCH`, whichever is larger. The
     caller seeds TensorFlow first.
     """
+    from cae.model import PREDICT_BATCH
     from cae.noise import noisy_inputs
     from cae.runtime import numerics_after_tensorflow
     from cae.train import train_autoencoder
@@ -274,7 +274,7 @@ def fit_one_class(
     inputs, val_inputs = noisy_inputs(train, val, noise, seeds.rng(settings.seed, Stream.ONE_CLASS_NOISE, label))
     fitted = train_autoencoder(model, settings, inputs, train, val_inputs, val)
     result = OneClassResult(fitted.model, fitted.history, fitted.seconds)
-    batch = max(settings.batch_size, SCORE_BATCH)
+    batch = max(settings.batch_size, PREDICT_BATCH)
     scores = autoencoder_scores(fitted.model, {"test": test, "train": train}, batch)
     result.test, result.train = scores["test"], scores["train"]
     with numerics_after_tensorflow():

@@ -434,7 +434,7 @@ class Params(Section):
     task: Literal["denoise", "reconstruct"] = "denoise"
     distribute: Literal["none", "mirrored", "multi_worker"] = "none"
     # training steps per call into TensorFlow: fewer Python round trips, the same weights
-    steps_per_execution: Annotated[int, Field(strict=True, gt=0, le=10_000)] = 8
+    steps_per_execution: Annotated[int, Field(strict=True, gt=0, le=10_000)] = 32
     download: DownloadParams = Field(default_factory=DownloadParams)
     folder: FolderParams = Field(default_factory=FolderParams, validate_default=True)
     split: SplitParams = Field(default_factory=SplitParams)

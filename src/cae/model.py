@@ -40,6 +40,10 @@ from cae.io import TMP_PREFIX, atomic_path, check_keras_archive
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
+# The least batch for prediction only (scores, codes): on a 2-core CPU a third faster than
+# batches of 64 (the one-class models' 16,000 images per class, 3.0 s against 4.3 s).
+PREDICT_BATCH = 512
+
 
 def check_input_shape(shape: tuple[int, int, int], levels: int) -> None:
     """Raise :class:`CaeError` unless height and width survive ``levels`` halvings; the

@@ -98,11 +98,11 @@ def numerics_after_tensorflow():
     """A context in which NumPy's BLAS and scikit-learn's OpenMP use half the CPUs (at
     least one), for the NumPy and scikit-learn work a stage does after TensorFlow ran.
 
-    TensorFlow's thread pools keep spinning for a while after their work; BLAS and
-    OpenMP threads on every core then fight them. Measured on a 2-core machine (one
-    thread against two, results identical): t-SNE of 2,000 codes 16 s against 47 s, a
-    Gaussian mixture on 54,000 codes 14 s against 27 s, the one-class PCA peer 0.6 s
-    against 2.7 s.
+    Right after TensorFlow's work, small BLAS operations on every core run slower than
+    on half of them. Measured on the idle 2-core machine, one thread against two,
+    results identical: a Gaussian mixture on 54,000 16-number codes 3.9 s against
+    6.0 s, the one-class PCA peer 0.6 s against 2.7 s. Not for t-SNE: its OpenMP
+    gradient took 12 s on one thread against 8 s on two, right after a prediction.
     """
     from threadpoolctl import threadpool_limits
 

@@ -34,7 +34,7 @@ def main(params: Params) -> None:
     from cae import runtime, seeds
     from cae.io import read_arrays, write_arrays, write_json
     from cae.latent import SPLITS, VARIANTS, code_metrics, load_embedding, pca_codes, project_2d
-    from cae.model import encoder_of
+    from cae.model import PREDICT_BATCH, encoder_of
     from cae.plots import scatter_panels
     from cae.prepare import to_float
     from cae.seeds import Stream
@@ -48,32 +48,32 @@ def main(params: Params) -> None:
     for variant in VARIANTS:
         encoder = encoder_of(load_embedding(variant))
         codes[variant] = {
-            s: encoder.predict(images[s], batch_size=cfg.batch_size, verbose=0).astype(np.float32) for s in SPLITS
+            s: encoder.predict(images[s], batch_size=max(cfg.batch_size, PREDICT_BATCH), verbose=0).astype(np.float32)
+            for s in SPLITS
         }
     dims = codes["plain"]["train"].shape[1]
     log.info("codes of %d numbers for %d training and %d test images", dims, len(images["train"]), len(images["test"]))
 
-    with runtime.numerics_after_tensorflow():
-        metrics: dict = {}
-        peer = pca_codes(images["train"], images["test"], dims, seeds.seed_int(params.seed, Stream.LATENT_PCA))
-        scored = {**{PREFIX[v]: (codes[v]["train"], codes[v]["test"]) for v in VARIANTS}, "pca_": peer}
-        for prefix, (train, test) in scored.items():
-            found = code_metrics(train, labels["train"], test, labels["test"], cfg.standardise, prefix)
-            metrics.update({k: round(v, 6) for k, v in found.items()})
+    metrics: dict = {}
+    peer = pca_codes(images["train"], images["test"], dims, seeds.seed_int(params.seed, Stream.LATENT_PCA))
+    scored = {**{PREFIX[v]: (codes[v]["train"], codes[v]["test"]) for v in VARIANTS}, "pca_": peer}
+    for prefix, (train, test) in scored.items():
+        found = code_metrics(train, labels["train"], test, labels["test"], cfg.standardise, prefix)
+        metrics.update({k: round(v, 6) for k, v in found.items()})
 
-        order = seeds.rng(params.seed, Stream.LATENT_PLOT_SUBSET).permutation(len(labels["test"]))
-        subset = np.sort(order[: cfg.plot_points])
-        how = "the code itself" if dims == 2 else cfg.projection
-        panels = [
-            (
-                project_2d(
-                    codes[v]["test"][subset], cfg.projection, seeds.seed_int(params.seed, Stream.LATENT_PROJECTION, i)
-                ),
-                labels["test"][subset],
-                f"{TITLE[v]}: {len(subset)} test codes of {dims}, {how}",
-            )
-            for i, v in enumerate(VARIANTS)
-        ]
+    order = seeds.rng(params.seed, Stream.LATENT_PLOT_SUBSET).permutation(len(labels["test"]))
+    subset = np.sort(order[: cfg.plot_points])
+    how = "the code itself" if dims == 2 else cfg.projection
+    panels = [
+        (
+            project_2d(
+                codes[v]["test"][subset], cfg.projection, seeds.seed_int(params.seed, Stream.LATENT_PROJECTION, i)
+            ),
+            labels["test"][subset],
+            f"{TITLE[v]}: {len(subset)} test codes of {dims}, {how}",
+        )
+        for i, v in enumerate(VARIANTS)
+    ]
     write_arrays(LATENT_DIR, {f"{v}_{s}": codes[v][s] for v in VARIANTS for s in SPLITS})
     scatter_panels(panels, LATENT_PLOT)
     write_json(LATENT_METRICS, metrics)
