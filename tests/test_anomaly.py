@@ -165,10 +165,21 @@ def test_pca_peer_separates_a_subspace_from_the_rest():
     other = rng.standard_normal((100, 3)) @ basis[:, 3:6].T  # orthogonal to them
     test = np.concatenate([normal[:50] + 0, other]).reshape(-1, 8, 8, 1)
     test_scores, train_scores = pca_scores(normal[50:].reshape(-1, 8, 8, 1), test, dims=3)
-    np.testing.assert_allclose(train_scores, 0, atol=1e-20)
-    np.testing.assert_allclose(test_scores[:50], 0, atol=1e-20)  # in the subspace: reconstructed exactly
+    np.testing.assert_allclose(train_scores, 0, atol=1e-12)
+    np.testing.assert_allclose(test_scores[:50], 0, atol=1e-12)  # in the subspace: reconstructed exactly
     assert auroc(test_scores, np.arange(150) >= 50) == 1.0
     assert pca_scores(normal, test, dims=1000)[0].shape == (150,)  # dims capped at what the data allows
+
+
+def test_pca_peer_is_the_reconstruction_error_from_the_components():
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(5)
+    train, test = rng.random((120, 6, 6, 1)), rng.random((40, 6, 6, 1))
+    pca = PCA(n_components=5, svd_solver="full").fit(train.reshape(120, -1))
+    flat = test.reshape(40, -1)
+    expected = np.mean((flat - pca.inverse_transform(pca.transform(flat))) ** 2, axis=1)
+    np.testing.assert_allclose(pca_scores(train, test, dims=5)[0], expected, rtol=1e-9)
 
 
 def test_roc_points_are_thinned_and_keep_the_ends():

@@ -145,9 +145,15 @@ def pca_scores(train: np.ndarray, test: np.ndarray, dims: int, random_state: int
     a = train.reshape(len(train), -1).astype(np.float64)
     b = test.reshape(len(test), -1).astype(np.float64)
     pca = fit_pca(a, dims, random_state)
+    basis = pca.components_  # orthonormal rows
 
     def error(v):
-        return mse_scores(v, pca.inverse_transform(pca.transform(v)))
+        # the squared distance to the principal subspace, without rebuilding the images:
+        # what the centred image holds less what its projection on the components keeps
+        centred = v - pca.mean_
+        kept = centred @ basis.T
+        residual = np.einsum("ij,ij->i", centred, centred) - np.einsum("ij,ij->i", kept, kept)
+        return np.maximum(residual, 0.0) / v.shape[1]
 
     return error(b), error(a)
 

@@ -347,7 +347,7 @@ class AnomalyParams(Section):
 
     classes: list[Annotated[int, Field(strict=True, ge=0, le=255)]] = Field(default_factory=lambda: list(range(10)))
     epochs: Epochs = 6
-    batch_size: BatchSize = 64
+    batch_size: BatchSize = 128
     model: ModelParams = Field(default_factory=lambda: ModelParams(**ANOMALY_MODEL))
     noise: NoiseLevel = 0.0
     score: AnomalyScore = ENSEMBLE_SCORE
@@ -403,7 +403,7 @@ class LatentParams(Section):
     noise: NoiseLevel = 0.3
     standardise: bool = False  # kNN and retrieval on standardised codes (AE and PCA alike)
     projection: Literal["pca", "tsne"] = "tsne"  # plots/latent_2d.png when latent_dim > 2
-    plot_points: PositiveInt = 2000  # test codes drawn in plots/latent_2d.png (a seeded subset)
+    plot_points: PositiveInt = 1000  # test codes drawn in plots/latent_2d.png (a seeded subset)
     gmm_components: PositiveInt = 10  # the density fitted on the training codes, for sampling
     gmm_covariance: Literal["full", "diag", "tied", "spherical"] = "full"
     # decoded samples per model in plots/samples.png
