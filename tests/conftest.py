@@ -1,8 +1,10 @@
 """Fixtures shared by the tests that run the real pipeline."""
 
 import fcntl
+import importlib.util
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 from project_copy import sh, tiny_project
@@ -43,6 +45,15 @@ def copy_project(template, dest):
     """A copy of ``template`` (git history, workspace, DVC cache) at ``dest``."""
     shutil.copytree(template, dest, symlinks=True)
     return dest
+
+
+def load_benchmark(name: str):
+    """``benchmarks/<name>.py`` as a module (the folder is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def pytest_collection_modifyitems(items):

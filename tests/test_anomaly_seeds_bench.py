@@ -1,21 +1,16 @@
 """benchmarks/anomaly_seeds.py on tiny made-up data: every score measured per seed and class."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import yaml
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "anomaly_seeds.py"
+from conftest import load_benchmark
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("anomaly_seeds", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("anomaly_seeds")
 
 
 def _prepared(directory: Path) -> None:

@@ -1,17 +1,12 @@
 """Smoke test of benchmarks/train_bench.py on the bundled sample: tiny, no timing asserted."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "train_bench.py"
+from conftest import load_benchmark
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("train_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("train_bench")
 
 
 def test_benchmark_measures_both_ways_and_the_time_to_a_loss(tmp_path, capsys):
