@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/anomaly_seeds.py --seeds 0 1 2 [--params params.yaml] [--json out.json]
 
 Trains the one-class models exactly as the `anomaly_models` stage does (the params'
-``anomaly:`` section, the same library call, each class seeded alone) on the prepared
+``anomaly:`` section, the same library call, each class seeded alone, ``workers`` at a time) on the prepared
 split in ``data/prepared`` (``dvc repro noisy_pairs`` first), once per ``--seeds``
 entry. Only the models' seed changes (weight initialisation, shuffling, the PCA peer's
 stream): the data split is the one the params' ``seed`` made. For each seed it prints the
@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args(argv)
 
-    from cae import runtime
-    from cae.anomaly import METHODS, auroc, class_images, ensemble_scores, fit_one_class
+    from cae.anomaly import METHODS, auroc, class_images, class_scores, ensemble_scores
     from cae.config import ENSEMBLE_SCORE, TrainSettings, load_params
     from cae.errors import CaeError
     from cae.io import read_arrays
-    from cae.prepare import to_float
+    from cae.runtime import run_jobs
 
     try:
         params = load_params(args.params)
@@ -50,36 +50,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     cfg = params.anomaly
-    test = to_float(data["x_test"])
     y_test = np.ravel(data["y_test"])
 
-    import keras
-
+    job = partial(class_scores, noise=cfg.noise, pca_dims=cfg.pca_dims, neighbours=cfg.neighbours)
     results: dict[int, dict[int, dict[str, float]]] = {}
     for seed in args.seeds:
         results[seed] = {}
         started = time.perf_counter()
-        for label in cfg.classes:
-            train = to_float(class_images(data["x_train"], data["y_train"], label, cfg.min_images))
-            val = to_float(class_images(data["x_val"], data["y_val"], label, 1, split="validation"))
-            keras.backend.clear_session()
-            runtime.make_deterministic(seed)
-            settings = TrainSettings(
-                seed=seed, epochs=cfg.epochs, batch_size=cfg.batch_size, steps_per_execution=params.steps_per_execution
-            )
-            fit = fit_one_class(
+        settings = TrainSettings(
+            seed=seed, epochs=cfg.epochs, batch_size=cfg.batch_size, steps_per_execution=params.steps_per_execution
+        )
+        jobs = [
+            (
                 cfg.model,
                 settings,
                 label,
-                train,
-                val,
-                test,
-                noise=cfg.noise,
-                pca_dims=cfg.pca_dims,
-                neighbours=cfg.neighbours,
+                class_images(data["x_train"], data["y_train"], label, cfg.min_images),
+                class_images(data["x_val"], data["y_val"], label, 1, split="validation"),
+                data["x_test"],
             )
-            fit.test[ENSEMBLE_SCORE], fit.train[ENSEMBLE_SCORE] = ensemble_scores(fit.test, fit.train, cfg.ensemble)
-            results[seed][label] = {m: 100 * auroc(fit.test[m], y_test != label) for m in METHODS}
+            for label in cfg.classes
+        ]
+        for label, (test_scores, train_scores) in zip(cfg.classes, run_jobs(job, jobs, params.workers), strict=True):
+            test_scores[ENSEMBLE_SCORE], _ = ensemble_scores(test_scores, train_scores, cfg.ensemble)
+            results[seed][label] = {m: 100 * auroc(test_scores[m], y_test != label) for m in METHODS}
         print(f"\nseed {seed} ({time.perf_counter() - started:.0f} s), AUROC %")
         print(f"{'score':9}" + "".join(f"{c:>7}" for c in cfg.classes) + "    mean")
         for m in METHODS:

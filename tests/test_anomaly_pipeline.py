@@ -82,12 +82,18 @@ def test_one_class_stages_metrics_plots_and_what_reruns(pipeline_done, tmp_path)
     set_params(project, threshold_k=1.0, score="ssim")
     out = sh("dvc repro anomaly", project)
     assert "Stage 'anomaly_models' didn't change, skipping" in out and "Running stage 'anomaly':" in out
-    # ... a new class retrains the models, each seeded alone: classes 0 and 1 come out the same
-    before = {c: (project / f"data/anomaly/{c}/test_mse.npy").read_bytes() for c in (0, 1)}
+    # ... a new class retrains the models, each seeded alone: classes 0 and 1 come out the
+    # same, also when the models train one at a time rather than two side by side
+    files = [f"{c}/{name}" for c in (0, 1) for name in ("model.keras", "test_mse.npy", "train_knn.npy")]
+    before = {f: (project / "data/anomaly" / f).read_bytes() for f in files}
     set_params(project, classes=[0, 1, 7])
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["workers"] = 1
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = sh("dvc repro anomaly", project)
     assert "Running stage 'anomaly_models'" in out and "Running stage 'anomaly':" in out
-    assert {c: (project / f"data/anomaly/{c}/test_mse.npy").read_bytes() for c in (0, 1)} == before
+    assert "3 one-class models, 1 at a time" in out
+    assert {f: (project / "data/anomaly" / f).read_bytes() for f in files} == before
     metrics = json.loads((project / "metrics/anomaly.json").read_text())
     with open(project / "plots/anomaly_by_class.csv") as f:
         ssim = [float(r["auroc"]) for r in csv.DictReader(f) if r["method"] == "ssim"]

@@ -104,6 +104,17 @@ def test_pca_peer_is_fitted_on_the_training_images_alone():
     assert pca_codes(train, test, dims=99)[0].shape == (50, 16)  # capped at the image size
 
 
+@pytest.mark.parametrize("n", [200, 30])  # the eigenvector solver and the full SVD
+def test_the_first_components_of_a_wider_pca_are_the_narrower_pca(n):
+    """`latent` takes PCA-16's codes from the first 16 of PCA-32's: the same, to rounding."""
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(n, 6)) @ rng.normal(size=(6, 64)) + 0.1 * rng.normal(size=(n, 64))
+    b = rng.normal(size=(9, 64))
+    wide, narrow = pca_codes(a, b, dims=8), pca_codes(a, b, dims=4)
+    for w, m in zip(wide, narrow, strict=True):
+        np.testing.assert_allclose(np.abs(w[:, :4]), np.abs(m), atol=1e-9)  # each component up to its sign
+
+
 @pytest.mark.parametrize(("n", "solver"), [(200, "covariance_eigh"), (30, "full")])
 def test_fit_pca_reconstructs_as_a_full_svd_does(n, solver):
     from sklearn.decomposition import PCA

@@ -62,3 +62,18 @@ def test_a_training_stage_log_holds_no_tensorflow_start_up_lines(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert not _noise(proc.stderr), proc.stderr
     assert "cae: training denoise on 64 images" in proc.stderr and "cae: done in" in proc.stderr
+
+
+def test_run_jobs_in_worker_processes_keeps_the_order_and_raises_the_first_error(tmp_path):
+    from functools import partial
+
+    from cae.errors import CaeError
+    from cae.io import read_arrays
+    from cae.runtime import run_jobs
+
+    jobs = [(2, 3), (3, 2), (5, 1)]
+    assert run_jobs(pow, jobs, workers=2) == run_jobs(pow, jobs, workers=None) == [8, 9, 5]
+    assert run_jobs(pow, [], workers=2) == []
+    # an error in a worker reaches the caller as itself: a stage still prints one clear line
+    with pytest.raises(CaeError, match="none: not found; make it"):
+        run_jobs(partial(read_arrays, hint="make it"), [(tmp_path / "none", ["x"])], workers=2)

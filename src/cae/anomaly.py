@@ -25,8 +25,10 @@ normal class's *training* scores.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,8 @@ CLASS_SCORES = (*AE_SCORES, PEER_SCORE)  # what `anomaly_models` writes, per cla
 METHODS = (*ANOMALY_SCORES, PEER_SCORE)  # what `anomaly` measures: every score and the peer
 BY_CLASS_COLUMNS = ("class", "method", "auroc", "ap", "threshold", "precision", "recall", "f1")
 _STD_FLOOR = 1e-12
+
+log = logging.getLogger("cae")
 
 
 def check_labelled(y: np.ndarray) -> None:
@@ -263,24 +267,34 @@ def fit_one_class(
     pca_dims: int = 32,
     neighbours: int = 5,
 ) -> OneClassResult:
-    """Train ``model`` (with ``settings``) on one class's images (float32 in [0, 1]) and
-    score ``test`` and ``train`` with every score in :data:`AE_SCORES` and the PCA peer
-    (``pca``, ``pca_dims`` components); ``knn`` averages over ``neighbours`` codes.
+    """Train ``model`` (with ``settings``) on one class's images (uint8, or float32 in
+    [0, 1]) and score ``test`` and ``train`` with every score in :data:`AE_SCORES` and the
+    PCA peer (``pca``, ``pca_dims`` components); ``knn`` averages over ``neighbours`` codes.
+    What `anomaly_models` does for each class.
 
     With ``noise`` > 0 the model learns to denoise: its inputs carry Gaussian noise of that
     standard deviation, its targets are clean. Scores are always of clean images, predicted
-    in batches of ``settings.batch_size`` or :data:`cae.model.PREDICT_BATCH`, whichever is larger. The
-    caller seeds TensorFlow first.
+    in batches of :func:`cae.model.predict_batch` of ``settings.batch_size``. The model
+    is seeded alone (``settings.seed``, TensorFlow's graphs cleared first), so it comes out
+    the same whichever other classes are trained, before or after it, in this process.
     """
-    from cae.model import PREDICT_BATCH
+    import keras
+
+    from cae import runtime
+    from cae.model import check_input_shape, predict_batch
     from cae.noise import noisy_inputs
+    from cae.prepare import as_float
     from cae.runtime import numerics_after_tensorflow
     from cae.train import train_autoencoder
 
+    check_input_shape(test.shape[1:], len(model.filters))
+    train, val, test = as_float(train), as_float(val), as_float(test)
+    keras.backend.clear_session()  # the previous class's graphs and layer names
+    runtime.make_deterministic(settings.seed)
     inputs, val_inputs = noisy_inputs(train, val, noise, seeds.rng(settings.seed, Stream.ONE_CLASS_NOISE, label))
     fitted = train_autoencoder(model, settings, inputs, train, val_inputs, val)
     result = OneClassResult(fitted.model, fitted.history, fitted.seconds)
-    batch = max(settings.batch_size, PREDICT_BATCH)
+    batch = predict_batch(settings.batch_size)
     scores = autoencoder_scores(fitted.model, {"test": test, "train": train}, batch)
     result.test, result.train = scores["test"], scores["train"]
     with numerics_after_tensorflow():
@@ -292,6 +306,56 @@ def fit_one_class(
         peer_seed = seeds.seed_int(settings.seed, Stream.ONE_CLASS_PCA, label)
         result.test[PEER_SCORE], result.train[PEER_SCORE] = pca_scores(train, test, pca_dims, peer_seed)
     return result
+
+
+def write_class(result: OneClassResult, label: int, out: Path) -> dict[str, Any]:
+    """Write class ``label``'s model, scores and ``stats.json`` (the directory layout
+    :func:`read_class` reads) into the new directory ``out``; returns the stats."""
+    from cae.io import save_npy, write_json
+    from cae.model import save_model
+
+    stats = {
+        "class": label,
+        "train_images": len(result.train[PEER_SCORE]),
+        "epochs": len(result.history["loss"]),
+        "loss": round(result.history["loss"][-1], 6),
+        "val_loss": round(result.history["val_loss"][-1], 6),
+        "train_scores": {
+            name: {"mean": float(np.mean(result.train[name])), "std": float(np.std(result.train[name]))}
+            for name in CLASS_SCORES
+        },
+    }
+    out.mkdir()
+    save_model(result.model, out / "model.keras")
+    for name in CLASS_SCORES:
+        save_npy(out / f"test_{name}.npy", result.test[name].astype(np.float64))
+        save_npy(out / f"train_{name}.npy", result.train[name].astype(np.float64))
+    write_json(out / "stats.json", stats)
+    return stats
+
+
+def fit_and_write_class(out: Path, *args: Any, **options: Any) -> dict[str, Any]:
+    """One job of `anomaly_models`: :func:`fit_one_class` (``args``, ``options``), then
+    :func:`write_class` into ``out``, with a log line before and after; returns the stats."""
+    _, settings, label, train, val, test = args
+    log.info(
+        "class %d: training on %d images (%d validation) for %d epochs, scoring %d test images",
+        label,
+        len(train),
+        len(val),
+        settings.epochs,
+        len(test),
+    )
+    result = fit_one_class(*args, **options)
+    stats = write_class(result, label, out)
+    log.info("class %d: trained in %.1f s, val_loss %.5f", label, result.seconds, stats["val_loss"])
+    return stats
+
+
+def class_scores(*args: Any, **options: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """:func:`fit_one_class`'s test and training scores alone (what pickles back from a worker)."""
+    result = fit_one_class(*args, **options)
+    return result.test, result.train
 
 
 # --- the study: what `anomaly_models` wrote, measured ---------------------------------------

@@ -57,6 +57,7 @@ NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 # Upper bounds, each where a larger value would fail (or exhaust memory) downstream.
 Seed = Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)]  # NumPy's legacy seeding, which Keras uses
+Workers = Annotated[int, Field(strict=True, gt=0, le=256)]  # processes; results are the same for any number
 Epochs = Annotated[int, Field(strict=True, gt=0, le=100_000)]
 BatchSize = Annotated[int, Field(strict=True, gt=0, le=65_536)]
 NoiseLevel = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]  # beyond std 100 every pixel is clipped
@@ -327,7 +328,7 @@ class BaselinesParams(Section):
     methods: list[BaselineMethod] = Field(default_factory=lambda: list(DEFAULT_BASELINE_METHODS))
     subset: PositiveInt = 1000  # capped at the number of test images
     val_images: PositiveInt = 50  # capped at the number of validation images
-    workers: Annotated[int, Field(strict=True, gt=0, le=256)] = 2
+    workers: Workers = 2
 
     @field_validator("methods")
     @classmethod
@@ -390,13 +391,13 @@ LATENT_MODEL: dict = {
 
 
 class LatentParams(Section):
-    """The latent code as a product (stages ``train_embedding@<variant>``, ``latent``,
+    """The latent code as a product (stages ``train_embedding``, ``latent``,
     ``generate``): an autoencoder with a dense code, trained on clean images, its code
     scored as a feature against PCA, and decoded samples and interpolations."""
 
     epochs: Epochs = 4
     batch_size: BatchSize = 64
-    # the plain embedding; train_embedding@variational trains the same with variational: true
+    # the plain embedding; train_embedding trains it and its twin with variational: true
     model: ModelParams = Field(default_factory=lambda: ModelParams(**LATENT_MODEL))
     # > 0: a denoising autoencoder (Gaussian noise of this std on its training inputs,
     # clean targets), whose code is the better feature; codes are always of clean images
@@ -421,7 +422,7 @@ class LatentParams(Section):
             raise ValueError("skip and residual must be false: the decoder must read the code alone")
         if v.variational:
             raise ValueError(
-                "variational must be false here: train_embedding@variational trains the variational twin of this model"
+                "variational must be false here: train_embedding trains the variational twin of this model too"
             )
         return v
 
@@ -435,6 +436,9 @@ class Params(Section):
     distribute: Literal["none", "mirrored", "multi_worker"] = "none"
     # training steps per call into TensorFlow: fewer Python round trips, the same weights
     steps_per_execution: Annotated[int, Field(strict=True, gt=0, le=10_000)] = 32
+    # processes that train the studies' small models side by side (anomaly_models,
+    # train_embedding), each on one CPU thread: the same models for any number
+    workers: Workers = 2
     download: DownloadParams = Field(default_factory=DownloadParams)
     folder: FolderParams = Field(default_factory=FolderParams, validate_default=True)
     split: SplitParams = Field(default_factory=SplitParams)

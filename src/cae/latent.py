@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from cae.paths import HINT_LATENT, LATENT_DIR, embedding_hint, embedding_path
+from cae.paths import HINT_EMBEDDING, HINT_LATENT, LATENT_DIR, embedding_path
 
 KNN_K = 5
 RETRIEVAL_K = 10
-VARIANTS = ("plain", "variational")  # the embedding models: train_embedding@<variant>
+VARIANTS = ("plain", "variational")  # the embedding models, both from `train_embedding`
 SPLITS = ("train", "test")  # the codes `latent` writes: data/latent/<variant>_<split>.npy
 
 
@@ -191,7 +191,7 @@ def load_embedding(variant: str):
 
     path = embedding_path(variant)
     if not path.is_file():
-        raise CaeError(f"{path}: not found; {embedding_hint(variant)}")
+        raise CaeError(f"{path}: not found; {HINT_EMBEDDING}")
     return load_model(path)
 
 

@@ -45,6 +45,12 @@ _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 PREDICT_BATCH = 512
 
 
+def predict_batch(batch_size: int) -> int:
+    """The batch to predict in, for a model trained in batches of ``batch_size``: that or
+    :data:`PREDICT_BATCH`, whichever is larger."""
+    return max(batch_size, PREDICT_BATCH)
+
+
 def check_input_shape(shape: tuple[int, int, int], levels: int) -> None:
     """Raise :class:`CaeError` unless height and width survive ``levels`` halvings; the
     message names the sizes nearest to the images' that do."""

@@ -56,7 +56,7 @@ def class_hint(label: int) -> str:
     return "run `dvc repro anomaly_models`"
 
 
-# train_embedding@<variant>, latent, generate
+# train_embedding, latent, generate
 LATENT_DIR = Path("data/latent")
 HINT_LATENT = "run `dvc repro latent`"
 LATENT_METRICS = METRICS_DIR / "latent.json"
@@ -69,5 +69,4 @@ def embedding_path(variant: str) -> Path:
     return Path(f"models/embedding-{variant}.keras")
 
 
-def embedding_hint(variant: str) -> str:
-    return f"run `dvc repro train_embedding@{variant}`"
+HINT_EMBEDDING = "run `dvc repro train_embedding`"

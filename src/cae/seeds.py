@@ -41,7 +41,7 @@ class Stream(IntEnum):
     # anomaly_models
     ONE_CLASS_NOISE = 11  # the noise on a one-class model's inputs (key: class)
     ONE_CLASS_PCA = 12  # the PCA peer of a class (key: class)
-    # train_embedding@<variant>, latent, generate
+    # train_embedding, latent, generate
     EMBEDDING_NOISE = 13  # the noise on the embeddings' inputs, the same for both variants
     LATENT_PCA = 14  # the PCA peer of the codes
     LATENT_PLOT_SUBSET = 15  # the test codes drawn in plots/latent_2d.png

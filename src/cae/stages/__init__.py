@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from cae import runtime
 from cae.config import Params, load_params
 from cae.errors import CaeError
 
@@ -22,7 +23,7 @@ log = logging.getLogger("cae")
 
 def run_stage(main: Callable[[Params], None]) -> None:
     """Validate params, run ``main(params)``, exit 0, or exit 2 with one clear line."""
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    runtime.log_to_stderr()
     try:
         params = load_params()
         main(params)

@@ -2,13 +2,14 @@
 
 Encodes the training and test images (``data/prepared/x_train.npy``, ``x_test.npy``)
 with both embedding models (the variational one by its mean) and scores the codes as
-features against PCA with ``latent_dim`` components fitted on the same training images
-(see :mod:`cae.latent`):
+features against PCA with ``latent_dim`` components fitted on the same training images,
+and against PCA with twice as many (see :mod:`cae.latent`):
 
 - ``data/latent/<variant>_<split>.npy``: the codes (float32), in the order of the
   prepared arrays, for ``variant`` in plain, variational and ``split`` in train, test;
 - ``metrics/latent.json``: ``knn_acc``, ``linear_acc``, ``retrieval_p10`` of the plain
-  model's code, ``pca_…`` of the peer, ``vae_…`` of the variational model's code.
+  model's code, ``pca_…`` of the peer, ``pca2x_…`` of PCA with twice the code's
+  numbers, ``vae_…`` of the variational model's code.
   ``retrieval_p10`` is measured among
   the test codes (each test image against the other test images);
 - ``plots/latent_2d.png``: a seeded subset of ``latent.plot_points`` test codes of each
@@ -34,7 +35,7 @@ def main(params: Params) -> None:
     from cae import runtime, seeds
     from cae.io import read_arrays, write_arrays, write_json
     from cae.latent import SPLITS, VARIANTS, code_metrics, load_embedding, pca_codes, project_2d
-    from cae.model import PREDICT_BATCH, encoder_of
+    from cae.model import encoder_of, predict_batch
     from cae.plots import scatter_panels
     from cae.prepare import to_float
     from cae.seeds import Stream
@@ -48,15 +49,17 @@ def main(params: Params) -> None:
     for variant in VARIANTS:
         encoder = encoder_of(load_embedding(variant))
         codes[variant] = {
-            s: encoder.predict(images[s], batch_size=max(cfg.batch_size, PREDICT_BATCH), verbose=0).astype(np.float32)
+            s: encoder.predict(images[s], batch_size=predict_batch(cfg.batch_size), verbose=0).astype(np.float32)
             for s in SPLITS
         }
     dims = codes["plain"]["train"].shape[1]
     log.info("codes of %d numbers for %d training and %d test images", dims, len(images["train"]), len(images["test"]))
 
     metrics: dict = {}
-    peer = pca_codes(images["train"], images["test"], dims, seeds.seed_int(params.seed, Stream.LATENT_PCA))
-    scored = {**{PREFIX[v]: (codes[v]["train"], codes[v]["test"]) for v in VARIANTS}, "pca_": peer}
+    # PCA with twice the code's numbers; its first `dims` components are the peer of as many
+    wide = pca_codes(images["train"], images["test"], 2 * dims, seeds.seed_int(params.seed, Stream.LATENT_PCA))
+    peer = (wide[0][:, :dims], wide[1][:, :dims])
+    scored = {**{PREFIX[v]: (codes[v]["train"], codes[v]["test"]) for v in VARIANTS}, "pca_": peer, "pca2x_": wide}
     for prefix, (train, test) in scored.items():
         found = code_metrics(train, labels["train"], test, labels["test"], cfg.standardise, prefix)
         metrics.update({k: round(v, 6) for k, v in found.items()})
@@ -79,7 +82,8 @@ def main(params: Params) -> None:
     write_json(LATENT_METRICS, metrics)
 
     log.info("%-12s %8s %8s %8s", "code", "kNN %", "linear %", "P@10 %")
-    for name, prefix in (("autoencoder", ""), ("variational", "vae_"), (f"PCA-{dims}", "pca_")):
+    rows = (("autoencoder", ""), ("variational", "vae_"), (f"PCA-{dims}", "pca_"), (f"PCA-{2 * dims}", "pca2x_"))
+    for name, prefix in rows:
         log.info(
             "%-12s %8.2f %8.2f %8.2f",
             name,
