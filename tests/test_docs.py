@@ -138,6 +138,21 @@ def test_readme_results_table_matches_the_committed_metrics():
     assert not wrong, wrong
 
 
+METRICS_MAX_SCALARS = 40  # headline figures only: `dvc exp show` stays readable; detail goes to plots/*.csv
+
+
+def test_committed_metrics_hold_headline_figures_only():
+    def scalars(value) -> int:
+        if isinstance(value, dict):
+            return sum(scalars(v) for v in value.values())
+        if isinstance(value, list):
+            return sum(scalars(v) for v in value)
+        return 1
+
+    counts = {p.name: scalars(json.loads(p.read_text())) for p in sorted((ROOT / "metrics").glob("*.json"))}
+    assert 0 < sum(counts.values()) <= METRICS_MAX_SCALARS, counts
+
+
 def params_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     """Dotted names of every params key; a nested `model` block below the top level
     (anomaly.model, latent.model) counts as one key, documented by the top-level one."""

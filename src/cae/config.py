@@ -347,7 +347,7 @@ class AnomalyParams(Section):
     autoencoder per class, trained on that class's images only."""
 
     classes: list[Annotated[int, Field(strict=True, ge=0, le=255)]] = Field(default_factory=lambda: list(range(10)))
-    epochs: Epochs = 6
+    epochs: Epochs = 8
     batch_size: BatchSize = 128
     model: ModelParams = Field(default_factory=lambda: ModelParams(**ANOMALY_MODEL))
     noise: NoiseLevel = 0.0
@@ -395,7 +395,7 @@ class LatentParams(Section):
     ``generate``): an autoencoder with a dense code, trained on clean images, its code
     scored as a feature against PCA, and decoded samples and interpolations."""
 
-    epochs: Epochs = 4
+    epochs: Epochs = 5
     batch_size: BatchSize = 64
     # the plain embedding; train_embedding trains it and its twin with variational: true
     model: ModelParams = Field(default_factory=lambda: ModelParams(**LATENT_MODEL))
