@@ -126,12 +126,15 @@ def log_to_stderr() -> None:
 
 def _one_thread_worker() -> None:
     """Set up a process of :func:`run_jobs`: TensorFlow's and NumPy's thread pools of one
-    thread each, and the project's log lines on stderr."""
+    thread each, GPU memory taken as needed (not all of it at once, as TensorFlow would:
+    the other workers share the GPU), and the project's log lines on stderr."""
     import tensorflow as tf
     from threadpoolctl import threadpool_limits
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)
     threadpool_limits(1)
     log_to_stderr()
 
