@@ -28,7 +28,10 @@ def _prepared(directory: Path) -> None:
 def test_every_score_per_seed_and_class(tmp_path, capsys):
     _prepared(tmp_path / "prepared")
     # one worker process: a TensorFlow start-up per seed, not two
-    params = {"workers": 1, "anomaly": {"classes": [0, 1], "epochs": 1, "batch_size": 16, "pca_dims": 4, "neighbours": 3}}
+    params = {
+        "workers": 1,
+        "anomaly": {"classes": [0, 1], "epochs": 1, "batch_size": 16, "pca_dims": 4, "neighbours": 3},
+    }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "seeds.json"
     argv = ["--seeds", "0", "1", "--params", str(tmp_path / "params.yaml"), "--prepared", str(tmp_path / "prepared")]
