@@ -11,7 +11,8 @@ prepared split, with that section's batch and the top level's steps per executio
 fresh processes:
 
 1. one model on TensorFlow's default threads;
-2. one model on one thread (``TF_NUM_INTRAOP_THREADS=1``, ``TF_NUM_INTEROP_THREADS=1``);
+2. one model on one thread, set up as :func:`cae.runtime.run_jobs` sets up its workers
+   (:func:`cae.runtime.one_thread_worker`: TensorFlow's and NumPy's pools of one thread);
 3. two models one after another on the default threads (twice 1, run in sequence);
 4. two models side by side, one thread each (two of 2 at once).
 
@@ -23,13 +24,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
 def train_once(args: argparse.Namespace) -> dict:
@@ -40,6 +38,10 @@ def train_once(args: argparse.Namespace) -> dict:
     from cae.runtime import make_deterministic
     from cae.train import train_autoencoder
 
+    if args.one_thread:
+        from cae.runtime import one_thread_worker
+
+        one_thread_worker()
     params = load_params(args.params)
     section = {"top": params, "latent": params.latent, "anomaly": params.anomaly}[args.section]
     data = read_arrays(args.prepared, ["x_train", "x_val"], hint="run `dvc repro noisy_pairs`")
@@ -57,9 +59,8 @@ def train_once(args: argparse.Namespace) -> dict:
 
 
 def launch(argv: list[str], one_thread: bool) -> subprocess.Popen:
-    env = {**os.environ, **(ONE_THREAD if one_thread else {})}
-    cmd = [sys.executable, __file__, "--child", *argv]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    cmd = [sys.executable, __file__, "--child", *(["--one-thread"] if one_thread else []), *argv]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
 def result(proc: subprocess.Popen) -> float:
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=20000)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--one-thread", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         print(json.dumps(train_once(args)))

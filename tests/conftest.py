@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 from project_copy import sh, tiny_project
 
+# What cae.evaluate.evaluate_denoiser measures; the `evaluate` stage adds score_threshold.
+DENOISER_KEYS = {"denoise_psnr", "denoise_ssim", "noisy_psnr", "recon_psnr", "recon_bce", "test_images"}
+EVAL_KEYS = DENOISER_KEYS | {"score_threshold"}  # metrics/eval.json
+
 
 @pytest.fixture(scope="session")
 def pipeline_done(tmp_path_factory):

@@ -81,17 +81,36 @@ def sh(cmd: str, cwd: Path, timeout: float = 600, **popen) -> str:
     return out
 
 
+def _merge(into: dict, keys: dict) -> None:
+    for key, value in keys.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def set_params(root: Path, **keys) -> None:
+    """Edit ``root``/params.yaml: a key set to a dict updates that section key by key
+    (``model={"preset": "wide"}`` keeps the other ``model`` keys); any other value replaces."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    _merge(params, keys)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 def tiny_project(dest: Path, epochs: int, **top_level) -> Path:
     """Copy the repository to ``dest`` as a fresh git repository with tiny params:
     mnist_sample, ``epochs`` epochs, one extra noise level, two cheap baselines, and
     the one-class anomaly study on two classes for one epoch, the embeddings for one epoch."""
     shutil.copytree(REPO, dest, ignore=IGNORE)
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    params.update(dataset="mnist_sample", epochs=epochs, **top_level)
-    params["noise"]["eval_levels"] = [0.2]
-    params["baselines"].update(methods=["median", "gaussian"], subset=100, val_images=20)
-    params["anomaly"].update(classes=[0, 1], epochs=1, examples=3, roc_points=20)
-    params["latent"].update(epochs=1, plot_points=200, samples=10, interpolation_pairs=2)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(
+        dest,
+        dataset="mnist_sample",
+        epochs=epochs,
+        **top_level,
+        noise={"eval_levels": [0.2]},
+        baselines={"methods": ["median", "gaussian"], "subset": 100, "val_images": 20},
+        anomaly={"classes": [0, 1], "epochs": 1, "examples": 3, "roc_points": 20},
+        latent={"epochs": 1, "plot_points": 200, "samples": 10, "interpolation_pairs": 2},
+    )
     sh("git init -q -b main && git add -A && git commit -q -m init", dest)
     return dest

@@ -9,17 +9,10 @@ import json
 import math
 
 import pytest
-import yaml
 from conftest import copy_project, first_repro_log
-from project_copy import sh
+from project_copy import set_params, sh
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-
-def set_params(root, **anomaly):
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["anomaly"].update(anomaly)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def test_one_class_stages_metrics_plots_and_what_reruns(pipeline_done, tmp_path):
@@ -34,7 +27,7 @@ def test_one_class_stages_metrics_plots_and_what_reruns(pipeline_done, tmp_path)
         assert f"Running stage '{stage}'" in dry
     assert "Running stage 'train'" not in dry
     # another example class reruns only the aggregate
-    set_params(project, example_class=1)
+    set_params(project, anomaly={"example_class": 1})
     out = sh("dvc repro anomaly", project)
     assert "Stage 'anomaly_models' didn't change, skipping" in out and "Running stage 'anomaly':" in out
 
@@ -70,26 +63,19 @@ def test_one_class_stages_metrics_plots_and_what_reruns(pipeline_done, tmp_path)
 
     # The denoiser's params do not touch the anomaly stages ...
     sh("git add -A && git commit -q -m results", project)
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params.update(epochs=3, batch_size=64)
-    params["noise"]["factor"] = 0.5
-    params["model"]["preset"] = "wide"
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(project, epochs=3, batch_size=64, noise={"factor": 0.5}, model={"preset": "wide"})
     out = sh("dvc repro anomaly", project)
     assert "Running stage 'noisy_pairs'" in out  # new noisy arrays, the same clean ones
     assert "Running stage 'anomaly" not in out
     # ... a threshold or a choice of score reruns only the aggregate ...
-    set_params(project, threshold_k=1.0, score="ssim")
+    set_params(project, anomaly={"threshold_k": 1.0, "score": "ssim"})
     out = sh("dvc repro anomaly", project)
     assert "Stage 'anomaly_models' didn't change, skipping" in out and "Running stage 'anomaly':" in out
     # ... a new class retrains the models, each seeded alone: classes 0 and 1 come out the
     # same, also when the models train one at a time rather than two side by side
     files = [f"{c}/{name}" for c in (0, 1) for name in ("model.keras", "test_mse.npy", "train_knn.npy")]
     before = {f: (project / "data/anomaly" / f).read_bytes() for f in files}
-    set_params(project, classes=[0, 1, 7])
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["workers"] = 1
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(project, anomaly={"classes": [0, 1, 7]}, workers=1)
     out = sh("dvc repro anomaly", project)
     assert "Running stage 'anomaly_models'" in out and "Running stage 'anomaly':" in out
     assert "3 one-class models, 1 at a time" in out

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import DENOISER_KEYS
 from skimage.metrics import peak_signal_noise_ratio
 
 from cae.evaluate import PSNR_CAP, binary_crossentropy, evaluate_denoiser, psnr_ssim
@@ -52,14 +53,7 @@ def test_evaluate_denoiser_keys_and_a_perfect_denoiser():
     noisy = np.clip(clean + 0.3 * rng.standard_normal(clean.shape), 0, 1).astype(np.float32)
     lookup = {noisy.tobytes(): clean, clean.tobytes(): clean}
     metrics = evaluate_denoiser(lambda x: lookup[x.tobytes()], clean, noisy)
-    assert set(metrics) == {
-        "denoise_psnr",
-        "denoise_ssim",
-        "noisy_psnr",
-        "recon_psnr",
-        "recon_bce",
-        "test_images",
-    }
+    assert set(metrics) == DENOISER_KEYS
     assert metrics["denoise_psnr"] == PSNR_CAP and metrics["denoise_ssim"] == pytest.approx(1.0)
     assert metrics["noisy_psnr"] < 20 and metrics["test_images"] == 5
 

@@ -9,10 +9,9 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 from image_files import save
 from PIL import Image
-from project_copy import run, sh, tiny_project
+from project_copy import run, set_params, sh, tiny_project
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -29,16 +28,6 @@ def blobs(n, h, w, channels, seed):
             img += rng.random(channels) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))[..., None]
         out.append((np.clip(img, 0, 1) * 255).astype(np.uint8))
     return out
-
-
-def set_params(root, **top):
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for key, value in top.items():
-        if isinstance(value, dict):
-            params[key].update(value)
-        else:
-            params[key] = value
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def test_folder_colour_then_grayscale_classes_end_to_end(tmp_path):

@@ -8,19 +8,12 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 from conftest import copy_project, first_repro_log
-from project_copy import sh
+from project_copy import set_params, sh
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 PROBES = ("knn_acc", "linear_acc", "retrieval_p10")
-
-
-def set_params(root, **latent):
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["latent"].update(latent)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def test_latent_outputs_same_bytes_when_forced_and_what_reruns(pipeline_done, tmp_path):
@@ -47,9 +40,7 @@ def test_latent_outputs_same_bytes_when_forced_and_what_reruns(pipeline_done, tm
     # The two embeddings trained one after another in one process, not side by side in
     # two: the same models, byte for byte (each process trains on one thread).
     models = {v: (project / f"models/embedding-{v}.keras").read_bytes() for v in ("plain", "variational")}
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["workers"] = 1
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(project, workers=1)
     out = sh("dvc repro -f -s train_embedding", project)
     assert "2 embedding models, 1 at a time" in out
     assert {v: (project / f"models/embedding-{v}.keras").read_bytes() for v in models} == models
@@ -57,14 +48,11 @@ def test_latent_outputs_same_bytes_when_forced_and_what_reruns(pipeline_done, tm
     # The sampling params rerun only `generate`; the probes' params only `latent` (the codes
     # it writes do not change, so `generate` is skipped); neither retrains the embeddings,
     # and the denoiser's params touch none of them.
-    set_params(project, gmm_components=3, gmm_covariance="diag")
+    set_params(project, latent={"gmm_components": 3, "gmm_covariance": "diag"})
     out = sh("dvc repro generate", project)
     assert "Stage 'latent' didn't change, skipping" in out and "Running stage 'generate'" in out
-    set_params(project, standardise=True, projection="pca")
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["noise"]["factor"] = 0.5
-    params["model"]["preset"] = "wide"
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(project, latent={"standardise": True, "projection": "pca"})
+    set_params(project, noise={"factor": 0.5}, model={"preset": "wide"})
     out = sh("dvc repro generate", project)
     # new noisy arrays (run, or restored from DVC's run cache), the same clean ones
     assert "'noisy_pairs'" in out and "Stage 'noisy_pairs' didn't change" not in out

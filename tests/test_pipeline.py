@@ -9,18 +9,8 @@ import json
 import math
 
 import pytest
-from conftest import copy_project, first_repro_log
+from conftest import EVAL_KEYS, copy_project, first_repro_log
 from project_copy import sh
-
-EVAL_KEYS = {
-    "denoise_psnr",
-    "denoise_ssim",
-    "noisy_psnr",
-    "recon_psnr",
-    "recon_bce",
-    "test_images",
-    "score_threshold",
-}
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -334,10 +334,19 @@ def write_class(result: OneClassResult, label: int, out: Path) -> dict[str, Any]
     return stats
 
 
-def fit_and_write_class(out: Path, *args: Any, **options: Any) -> dict[str, Any]:
-    """One job of `anomaly_models`: :func:`fit_one_class` (``args``, ``options``), then
-    :func:`write_class` into ``out``, with a log line before and after; returns the stats."""
-    _, settings, label, train, val, test = args
+def fit_and_write_class(
+    out: Path,
+    model: ModelParams,
+    settings: TrainSettings,
+    label: int,
+    train: np.ndarray,
+    val: np.ndarray,
+    test: np.ndarray,
+    **options: Any,
+) -> dict[str, Any]:
+    """One job of `anomaly_models`: :func:`fit_one_class` (the same arguments and
+    ``options``), then :func:`write_class` into ``out``, with a log line before and after;
+    returns the stats."""
     log.info(
         "class %d: training on %d images (%d validation) for %d epochs, scoring %d test images",
         label,
@@ -346,7 +355,7 @@ def fit_and_write_class(out: Path, *args: Any, **options: Any) -> dict[str, Any]
         settings.epochs,
         len(test),
     )
-    result = fit_one_class(*args, **options)
+    result = fit_one_class(model, settings, label, train, val, test, **options)
     stats = write_class(result, label, out)
     log.info("class %d: trained in %.1f s, val_loss %.5f", label, result.seconds, stats["val_loss"])
     return stats

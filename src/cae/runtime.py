@@ -124,7 +124,7 @@ def log_to_stderr() -> None:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
 
 
-def _one_thread_worker() -> None:
+def one_thread_worker() -> None:
     """Set up a process of :func:`run_jobs`: TensorFlow's and NumPy's thread pools of one
     thread each, GPU memory taken as needed (not all of it at once, as TensorFlow would:
     the other workers share the GPU), and the project's log lines on stderr."""
@@ -142,10 +142,11 @@ def _one_thread_worker() -> None:
 def run_jobs(fn, jobs: Sequence[tuple], workers: int | None) -> list:
     """``[fn(*job) for job in jobs]``, in ``workers`` processes side by side.
 
-    The studies' models are small: on the 2-core machine one such model trains faster on
-    one thread than on two (an epoch of the plain embedding model: 20.2 s against 22.9 s;
-    the reference denoiser: the same speed), so two models side by side train in about
-    the time of one. Each process (started fresh, not forked) runs TensorFlow and NumPy on
+    The studies' models are small: on the 2-core machine one such model trains as fast on
+    one thread as on two, so two side by side train in about the time of one
+    (``python benchmarks/threads_bench.py --section anomaly --images 5400 --epochs 8``:
+    two one-class models 41.9 s one after another, 21.6 s side by side; docs/speed.md).
+    Each process (started fresh, not forked) runs TensorFlow and NumPy on
     one thread whatever the number of processes, so every model comes out the same for
     any ``workers``. ``workers=None`` runs the jobs here, one after another, with the
     threads as they are (for distributed training). ``fn`` and the jobs must pickle; the
@@ -158,7 +159,7 @@ def run_jobs(fn, jobs: Sequence[tuple], workers: int | None) -> list:
     from concurrent.futures import ProcessPoolExecutor
 
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_one_thread_worker) as pool:
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=one_thread_worker) as pool:
         futures = [pool.submit(fn, *job) for job in jobs]
         try:
             return [f.result() for f in futures]

@@ -1,10 +1,11 @@
 """Stage `anomaly_models`: one one-class autoencoder per class → data/anomaly/<c>/.
 
-``python -m cae.stages.anomaly_models``. For each class c of ``anomaly.classes`` it trains ``anomaly.model`` on the training images of
-class c only, then scores every test image and every one of those training images with
-each autoencoder score (``mse``, ``ssim``, ``latent``, ``knn``) and with the PCA peer
-(``pca``: ``anomaly.pca_dims`` components fitted on the same images). Writes, per class,
-one directory ``data/anomaly/<c>/``:
+``python -m cae.stages.anomaly_models``. For each class c of ``anomaly.classes`` it
+trains ``anomaly.model`` on the training images of class c only, then scores every test
+image and every one of those training images with each autoencoder score (``mse``,
+``ssim``, ``latent``, ``knn``) and with the PCA peer (``pca``: ``anomaly.pca_dims``
+components fitted on the same images). Writes, per class, one directory
+``data/anomaly/<c>/``:
 
 - ``model.keras``: the class's autoencoder;
 - ``test_<score>.npy``, ``train_<score>.npy``: per-image scores (float64), test images
