@@ -45,6 +45,8 @@ def test_overrides_as_dvc_exp_run_writes_them():
         ({"steps_per_execution": 1.5}, "steps_per_execution", "integer"),
         ({"model": {"filters": []}}, "model.filters", "at least one"),
         ({"model": {"filters": [16, 0]}}, "model.filters.1", "greater than 0"),
+        ({"model": {"middle": [32, -1]}}, "model.middle.1", "greater than 0"),
+        ({"model": {"middle": 64}}, "model.middle", "valid list"),
         ({"model": {"kernel_size": 4}}, "model.kernel_size", "odd"),
         ({"model": {"learning_rate": 0}}, "model.learning_rate", "greater than 0"),
         ({"model": {"loss": "hinge"}}, "model.loss", "bce"),
@@ -113,7 +115,7 @@ def test_presets_fill_unset_keys_and_explicit_keys_win():
     [
         ({"model": {"preset": "huge"}}, "params.yaml: model.preset: Input should be 'reference'"),
         ({"model": {"loss": {"mse": -1}}}, "params.yaml: model.loss.mse: Input should be greater than 0"),
-        ({"model": {"loss": {"psnr": 1}}}, "params.yaml: model.loss.psnr: Input should be 'bce'"),
+        ({"model": {"loss": {"lpips": 1}}}, "params.yaml: model.loss.lpips: Input should be 'bce'"),
         ({"model": {"loss": {}}}, "params.yaml: model.loss: a loss mix needs at least one"),
         ({"model": {"head": "dense"}}, "params.yaml: model.head: Input should be 'conv' or 'transpose'"),
         ({"model": {"head": "transpose"}}, "params.yaml: model.head: transpose needs upsample: transpose"),

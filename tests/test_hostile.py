@@ -331,6 +331,13 @@ PARAMS_CASES = [
         "model.filters: List should have at most 10 items",
     ),
     Case(
+        "params: 9 middle convolutions",
+        lambda r, o: params_with(r, model__middle=[4] * 9),
+        stage("train"),
+        2,
+        "model.middle: List should have at most 8 items",
+    ),
+    Case(
         "params: 10⁶ baseline workers",
         lambda r, o: params_with(r, baselines__workers=10**6),
         stage("train"),

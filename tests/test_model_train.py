@@ -63,6 +63,16 @@ def test_transpose_head_outputs_the_image_from_the_last_up_convolution():
     assert deeper.output.shape[1:] == (28, 28, 1)
 
 
+def test_middle_convolutions_run_at_the_lowest_resolution_before_the_code():
+    cfg = ModelParams(preset="unet", filters=[8, 16], middle=[32, 24])
+    model = build_autoencoder(cfg, (28, 28, 1))
+    assert [tuple(model.get_layer(f"enc_mid{j}").output.shape[1:]) for j in (0, 1)] == [(7, 7, 32), (7, 7, 24)]
+    assert encoder_of(model).output.shape[1:] == (7, 7, 24)
+    assert model.output.shape[1:] == (28, 28, 1)
+    dense = build_autoencoder(ModelParams(middle=[4], latent_dim=3), (8, 8, 1))
+    assert encoder_of(dense).output.shape[1:] == (3,)
+
+
 def test_dense_bottleneck_gives_a_vector_code_and_round_trips(tmp_path):
     model = build_autoencoder(ModelParams(latent_dim=5), (8, 8, 1))
     assert model.output.shape[1:] == (8, 8, 1)
@@ -160,7 +170,7 @@ def _layer_kinds(model):
 
 
 @pytest.mark.parametrize(
-    "preset", ["reference", "wide", "strided", "unet", "unet_wide", "resunet", "unet_deep", "fast"]
+    "preset", ["reference", "wide", "strided", "unet", "unet_wide", "unet_mid", "resunet", "unet_deep", "fast"]
 )
 def test_every_preset_builds_trains_a_step_and_round_trips(preset, tmp_path):
     cfg = parse_params({"model": {"preset": preset}}).model
@@ -237,7 +247,9 @@ def test_explicit_keys_override_the_preset():
     assert "BatchNormalization" not in kinds and "Concatenate" in kinds
 
 
-@pytest.mark.parametrize("loss", ["bce", "mse", "mae", "ssim", {"mse": 0.8, "ssim": 0.2}, {"bce": 1.0, "mae": 0.5}])
+@pytest.mark.parametrize(
+    "loss", ["bce", "mse", "mae", "ssim", "psnr", {"mse": 0.8, "ssim": 0.2}, {"bce": 1.0, "mae": 0.5}]
+)
 def test_losses_are_zero_for_perfect_output_and_positive_otherwise(loss):
     from cae.model import make_loss
 
@@ -247,6 +259,19 @@ def test_losses_are_zero_for_perfect_output_and_positive_otherwise(loss):
     perfect = float(keras.ops.mean(fn(y, y)))
     worse = float(keras.ops.mean(fn(y, np.clip(y + 0.3 * rng.standard_normal(y.shape), 0, 1).astype(np.float32))))
     assert perfect < 1e-3 and worse > perfect + 0.01
+
+
+def test_psnr_loss_is_the_evaluations_psnr_short_of_60_db_per_image():
+    from cae.evaluate import psnr_ssim
+    from cae.model import PSNR_LOSS_CAP, make_loss
+
+    rng = np.random.default_rng(2)
+    y = rng.random((3, 16, 16, 1)).astype(np.float32)
+    p = np.clip(y + rng.uniform(0.01, 0.3, (3, 1, 1, 1)) * rng.standard_normal(y.shape), 0, 1).astype(np.float32)
+    per_image = np.asarray(make_loss("psnr").call(y, p))
+    assert per_image.shape == (3,)  # one value per image: their mean is the batch's loss
+    psnrs = [psnr_ssim(p[i : i + 1], y[i : i + 1])[0] for i in range(3)]
+    np.testing.assert_allclose(per_image, PSNR_LOSS_CAP - np.array(psnrs), atol=0.005)  # the MSE floor
 
 
 def test_weighted_loss_is_the_weighted_sum_of_its_terms():
