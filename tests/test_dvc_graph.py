@@ -337,3 +337,11 @@ def test_the_library_takes_params_sections_not_the_whole_params():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "model_copy":
                 assert getattr(node.func.value, "id", None) != "params", f"{path.name}: {ast.unparse(node)}"
+
+
+def test_the_committed_lock_records_exactly_the_pipelines_stages():
+    """dvc.lock keeps the entries of stages that were renamed or removed; stale ones
+    would describe outputs that no stage writes any more."""
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"]
+    stages = yaml.safe_load(DVC_YAML.read_text())["stages"]
+    assert sorted(lock) == sorted(stages)
