@@ -195,7 +195,7 @@ def _per_image(name: str, y_true, y_pred):
     if name == "mae":
         return ops.mean(ops.abs(y_true - y_pred), axis=_PER_IMAGE_AXES)
     if name == "psnr":  # PSNR's shortfall from 60 dB: the mean PSNR the evaluation reports, as a loss
-        mse = ops.mean(ops.square(y_true - y_pred), axis=_PER_IMAGE_AXES)
+        mse = _per_image("mse", y_true, y_pred)
         return PSNR_LOSS_CAP + 10.0 * ops.log(mse + 10.0 ** (-PSNR_LOSS_CAP / 10)) / math.log(10.0)
     if name == "ssim":
         import tensorflow as tf
