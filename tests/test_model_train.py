@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import zipfile
 
 import keras
@@ -86,10 +87,14 @@ def test_dense_bottleneck_gives_a_vector_code_and_round_trips(tmp_path):
 
 def test_size_the_architecture_cannot_take_says_which_sizes_work():
     with pytest.raises(CaeError, match=r"30×30 .* multiples of 4 \(the nearest that work: height 28 or 32, width 28"):
-        check_input_shape((30, 30, 1), 2)
+        check_input_shape((30, 30, 1), ModelParams())
     with pytest.raises(CaeError, match=r"height 4 or 8, width 64 .*folder\.size"):
-        check_input_shape((6, 64, 3), 2)
-    check_input_shape((28, 28, 1), 2)
+        check_input_shape((6, 64, 3), ModelParams())
+    check_input_shape((28, 28, 1), ModelParams())
+    folded = ModelParams(filters=[16], space_to_depth=2)  # a fold by 2, then one halving
+    check_input_shape((28, 28, 1), folded)
+    with pytest.raises(CaeError, match=r"1 levels after model\.space_to_depth 2: .*multiples of 4 .*height 28 or 32"):
+        check_input_shape((30, 28, 1), folded)
     with pytest.raises(CaeError, match="multiples of 8"):
         build_autoencoder(ModelParams(filters=[8, 8, 8]), (28, 28, 1))
 
@@ -157,6 +162,24 @@ def test_training_learns_logs_curves_and_is_deterministic(tmp_path, monkeypatch)
     assert first.images_per_second > 0
 
 
+def test_a_labelled_run_logs_one_line_per_epoch_and_keras_prints_nothing(capfd, caplog):
+    """Models trained side by side in worker processes: each epoch's line says which model."""
+    params = parse_params({"epochs": 2, "batch_size": 16})
+    noisy, clean = _tiny_data()
+    runtime.make_deterministic(params.seed)
+    with caplog.at_level("INFO", logger="cae"):
+        train_autoencoder(
+            params.model, TrainSettings.of(params), noisy[:48], clean[:48], noisy[48:], clean[48:], label="class 3"
+        )
+    lines = [r.getMessage() for r in caplog.records if r.name == "cae"]
+    assert len(lines) == 2, lines
+    for epoch, line in enumerate(lines, 1):
+        pattern = rf"class 3: epoch {epoch}/2: loss \d\.\d{{5}}, val_loss \d\.\d{{5}} \(\d+\.\d s\)"
+        assert re.fullmatch(pattern, line), line
+    out, err = capfd.readouterr()
+    assert "Epoch" not in out + err and "/step" not in out + err
+
+
 def test_divergence_is_a_clear_error_not_a_model(tmp_path):
     noisy, clean = _tiny_data()
     clean[0, 0, 0, 0] = np.nan  # a NaN target makes the loss NaN
@@ -196,6 +219,41 @@ def test_unet_has_skip_connections_and_batch_norm():
         (14, 14, 128),
         (28, 28, 96),
     ]  # 64 up + 64 skip; 64 up + 32 skip
+
+
+def test_add_skips_match_widths_at_the_lower_resolution_and_add():
+    cfg = ModelParams(preset="unet_deep", skip_merge="add")
+    model = build_autoencoder(cfg, (28, 28, 1))
+    kinds = _layer_kinds(model)
+    assert kinds.count("Add") == 2 and "Concatenate" not in kinds
+    # the 1×1 convolutions run before upsampling; each convolution after a merge reads the encoder's width
+    assert [tuple(model.get_layer(f"dec{i}_match").output.shape[1:]) for i in (0, 1)] == [(7, 7, 64), (14, 14, 32)]
+    assert [tuple(model.get_layer(f"dec{i}_skip").output.shape[1:]) for i in (0, 1)] == [(14, 14, 64), (28, 28, 32)]
+    transposed = build_autoencoder(cfg.model_copy(update={"upsample": "transpose"}), (28, 28, 1))
+    assert _layer_kinds(transposed).count("Add") == 2
+    assert "dec0_match" not in [layer.name for layer in transposed.layers]  # the transposed convolution matches
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("residual", [False, True])
+def test_space_to_depth_folds_each_block_into_channels_and_unfolds_the_output(channels, residual):
+    import tensorflow as tf
+
+    from cae.model import _fold, _unfold
+
+    cfg = ModelParams(preset="unet", filters=[8, 16], space_to_depth=2, residual=residual)
+    model = build_autoencoder(cfg, (16, 16, channels))
+    assert tuple(model.get_layer("fold").output.shape[1:]) == (8, 8, 4 * channels)
+    assert tuple(model.get_layer("enc0_conv").output.shape[1:]) == (8, 8, 8)  # every convolution on a quarter
+    assert tuple(encoder_of(model).output.shape[1:]) == (2, 2, 16)
+    assert model.output.shape[1:] == (16, 16, channels)
+    x = np.random.default_rng(0).random((2, 16, 16, channels), dtype=np.float32)
+    image = keras.Input((16, 16, channels))
+    folded = keras.Model(image, _fold(image, 2)).predict(x, verbose=0)
+    np.testing.assert_array_equal(folded, tf.nn.space_to_depth(x, 2).numpy())  # TensorFlow's own fold
+    back = keras.Model(image, _unfold(_fold(image, 2), 2, "back")).predict(x, verbose=0)
+    np.testing.assert_array_equal(back, x)
+    assert np.isfinite(model.predict(x, verbose=0)).all()
 
 
 def test_residual_output_subtracts_predicted_noise_and_stays_in_range():

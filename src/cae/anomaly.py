@@ -287,12 +287,12 @@ def fit_one_class(
     from cae.runtime import numerics_after_tensorflow
     from cae.train import train_autoencoder
 
-    check_input_shape(test.shape[1:], len(model.filters))
+    check_input_shape(test.shape[1:], model)
     train, val, test = as_float(train), as_float(val), as_float(test)
     keras.backend.clear_session()  # the previous class's graphs and layer names
     runtime.make_deterministic(settings.seed)
     inputs, val_inputs = noisy_inputs(train, val, noise, seeds.rng(settings.seed, Stream.ONE_CLASS_NOISE, label))
-    fitted = train_autoencoder(model, settings, inputs, train, val_inputs, val)
+    fitted = train_autoencoder(model, settings, inputs, train, val_inputs, val, label=f"class {label}")
     result = OneClassResult(fitted.model, fitted.history, fitted.seconds)
     batch = predict_batch(settings.batch_size)
     scores = autoencoder_scores(fitted.model, {"test": test, "train": train}, batch)

@@ -186,7 +186,9 @@ PRESETS: dict[str, dict] = {
         "middle": [],
         "batch_norm": False,
         "skip": False,
+        "skip_merge": "concat",
         "residual": False,
+        "space_to_depth": 1,
         "head": "conv",
         "learning_rate": 1e-3,
         "schedule": "constant",
@@ -254,7 +256,14 @@ class ModelParams(Section):
     middle: Annotated[list[Annotated[int, Field(strict=True, gt=0, le=4096)]], Field(max_length=8)]
     batch_norm: bool
     skip: bool
+    # concat: the upsampled features and the encoder's are concatenated (the classic U-Net);
+    # add: a 1×1 convolution at the lower resolution brings the features to the encoder's
+    # width, upsampled and added to them (half the channels into the next convolution)
+    skip_merge: Literal["concat", "add"]
     residual: bool
+    # fold each s×s block of pixels into one pixel of s·s·C channels before the encoder and
+    # unfold the output (FFDNet): s² fewer pixels for every convolution; 1: no fold
+    space_to_depth: Annotated[int, Field(strict=True, gt=0, le=8)]
     # conv: a full-resolution convolution maps the decoder's features to the image (the reference);
     # transpose: the last level's doubling transposed convolution outputs the image itself
     head: Literal["conv", "transpose"]

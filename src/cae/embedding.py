@@ -41,7 +41,7 @@ def train_embedding(
     from cae.train import train_autoencoder
 
     model = model.model_copy(update={"variational": variant == "variational"})
-    check_input_shape(x_train.shape[1:], len(model.filters))
+    check_input_shape(x_train.shape[1:], model)
     x_train, x_val = to_float(x_train), to_float(x_val)
     rng = seeds.rng(settings.seed, seeds.Stream.EMBEDDING_NOISE)
     inputs, val_inputs = noisy_inputs(x_train, x_val, noise, rng)
@@ -56,7 +56,7 @@ def train_embedding(
         settings.epochs,
         settings.batch_size,
     )
-    result = train_autoencoder(model, settings, inputs, x_train, val_inputs, x_val)
+    result = train_autoencoder(model, settings, inputs, x_train, val_inputs, x_val, label=f"{variant} embedding")
     save_model(result.model, out)
     summary = {
         "seconds": result.seconds,

@@ -52,10 +52,13 @@ def predict_batch(batch_size: int) -> int:
     return max(batch_size, PREDICT_BATCH)
 
 
-def check_input_shape(shape: tuple[int, int, int], levels: int) -> None:
-    """Raise :class:`CaeError` unless height and width survive ``levels`` halvings; the
-    message names the sizes nearest to the images' that do."""
-    factor = 2**levels
+def check_input_shape(shape: tuple[int, ...], cfg: ModelParams) -> None:
+    """Raise :class:`CaeError` unless the height and width of ``shape`` (H, W, C) survive
+    the model's fold (``space_to_depth``) and its halvings (one per entry of ``filters``);
+    the message names the sizes nearest to the images' that do."""
+    levels, fold = len(cfg.filters), cfg.space_to_depth
+    factor = 2**levels * fold
+    folded, or_fold = (f" after model.space_to_depth {fold}", " or a smaller space_to_depth") if fold > 1 else ("", "")
     height, width, _ = shape
     if height % factor or width % factor:
 
@@ -64,10 +67,10 @@ def check_input_shape(shape: tuple[int, int, int], levels: int) -> None:
             return f"{lo} or {hi}" if lo else str(hi)
 
         raise CaeError(
-            f"images of {height}×{width} do not fit model.filters with {levels} levels: "
+            f"images of {height}×{width} do not fit model.filters with {levels} levels{folded}: "
             f"height and width must be multiples of {factor} (the nearest that work: height {near(height)}, "
             f"width {near(width)}); set folder.size to such a size (dataset: folder), "
-            "use fewer levels in model.filters, or resize the images"
+            f"use fewer levels in model.filters{or_fold}, or resize the images"
         )
 
 
@@ -121,10 +124,10 @@ class Reparameterise(layers.Layer):
 def build_autoencoder(cfg: ModelParams, input_shape: tuple[int, int, int], seed: int = 0) -> keras.Model:
     """Build (uncompiled) the autoencoder for images of ``input_shape`` (H, W, C);
     ``seed`` seeds the variational code's noise."""
-    check_input_shape(input_shape, len(cfg.filters))
+    check_input_shape(input_shape, cfg)
     n = cfg.convs_per_level
     inputs = keras.Input(shape=input_shape, name="image")
-    x, skips = inputs, []
+    x, skips = _fold(inputs, cfg.space_to_depth), []
     for i, f in enumerate(cfg.filters):  # encoder: convolve, remember, halve
         if cfg.downsample == "strided":
             x = _convs(x, f, cfg, f"enc{i}", n - 1)
@@ -148,12 +151,18 @@ def build_autoencoder(cfg: ModelParams, input_shape: tuple[int, int, int], seed:
         x = layers.Dense(math.prod(grid), activation=cfg.activation, name="dec_dense")(x)
         x = layers.Reshape(grid, name="dec_reshape")(x)
     for i, f in enumerate(reversed(cfg.filters)):  # decoder: mirror
-        if cfg.skip:  # upsample, concatenate the encoder's features, convolve
+        if cfg.skip:  # upsample, merge the encoder's features, convolve
             if cfg.upsample == "transpose":
                 x = _conv(x, f, cfg, f"dec{i}_up", strides=2, transpose=True)
+            elif cfg.skip_merge == "add":  # to the encoder's width first, at the lower resolution
+                x = layers.Conv2D(f, 1, name=f"dec{i}_match")(x)
+                x = layers.UpSampling2D(2, name=f"dec{i}_up")(x)
             else:
                 x = layers.UpSampling2D(2, name=f"dec{i}_up")(x)
-            x = layers.Concatenate(name=f"dec{i}_skip")([x, skips[-1 - i]])
+            if cfg.skip_merge == "add":
+                x = layers.Add(name=f"dec{i}_skip")([x, skips[-1 - i]])
+            else:
+                x = layers.Concatenate(name=f"dec{i}_skip")([x, skips[-1 - i]])
             x = _convs(x, f, cfg, f"dec{i}", n)
         elif cfg.upsample == "transpose" and cfg.head == "transpose" and i == len(cfg.filters) - 1:
             x = _convs(x, f, cfg, f"dec{i}", n - 1)  # the last level's other convolutions at half size
@@ -163,20 +172,42 @@ def build_autoencoder(cfg: ModelParams, input_shape: tuple[int, int, int], seed:
         else:  # the reference: convolve, then upsample
             x = _convs(x, f, cfg, f"dec{i}", n)
             x = layers.UpSampling2D(2, name=f"dec{i}_up")(x)
-    channels = input_shape[-1]
+    s = cfg.space_to_depth
+    channels = input_shape[-1] * s * s  # at the folded size
+    last = "reconstruction" if s == 1 else "reconstruction_folded"
     if cfg.residual:  # predict the noise; the output is the input minus it, clipped to [0, 1]
-        noise = layers.Conv2D(channels, cfg.kernel_size, padding="same", name="noise")(x)
+        noise = layers.Conv2D(channels, cfg.kernel_size, padding="same", name="noise" if s == 1 else "noise_folded")(x)
+        noise = _unfold(noise, s, "noise")
         x = layers.Subtract(name="input_minus_noise")([inputs, noise])
-        outputs = layers.ReLU(max_value=1.0, name="reconstruction")(x)
-    elif cfg.head == "transpose":  # the last doubling convolution is the output
-        outputs = layers.Conv2DTranspose(
-            channels, cfg.kernel_size, strides=2, padding="same", activation="sigmoid", name="reconstruction"
+        return keras.Model(inputs, layers.ReLU(max_value=1.0, name="reconstruction")(x), name="autoencoder")
+    if cfg.head == "transpose":  # the last doubling convolution is the output
+        x = layers.Conv2DTranspose(
+            channels, cfg.kernel_size, strides=2, padding="same", activation="sigmoid", name=last
         )(x)
     else:
-        outputs = layers.Conv2D(channels, cfg.kernel_size, padding="same", activation="sigmoid", name="reconstruction")(
-            x
-        )
-    return keras.Model(inputs, outputs, name="autoencoder")
+        x = layers.Conv2D(channels, cfg.kernel_size, padding="same", activation="sigmoid", name=last)(x)
+    return keras.Model(inputs, _unfold(x, s, "reconstruction"), name="autoencoder")
+
+
+def _fold(x, s: int):
+    """Images (H, W, C) → (H/s, W/s, s·s·C): each s×s block of pixels becomes one pixel of
+    s·s·C channels (TensorFlow's ``space_to_depth``, FFDNet's sub-images); ``s`` = 1: ``x``."""
+    if s == 1:
+        return x
+    h, w, c = x.shape[1:]
+    x = layers.Reshape((h // s, s, w // s, s, c), name="fold_blocks")(x)
+    x = layers.Permute((1, 3, 2, 4, 5), name="fold_order")(x)
+    return layers.Reshape((h // s, w // s, s * s * c), name="fold")(x)
+
+
+def _unfold(x, s: int, name: str):
+    """The inverse of :func:`_fold`; its last layer is called ``name``."""
+    if s == 1:
+        return x
+    h, w, c = x.shape[1:]
+    x = layers.Reshape((h, w, s, s, c // (s * s)), name=f"{name}_blocks")(x)
+    x = layers.Permute((1, 3, 2, 4, 5), name=f"{name}_order")(x)
+    return layers.Reshape((h * s, w * s, c // (s * s)), name=name)(x)
 
 
 _PER_IMAGE_AXES = (1, 2, 3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import shutil
@@ -20,6 +21,8 @@ from cae.config import ModelParams, TrainSettings
 from cae.errors import CaeError
 from cae.model import build_autoencoder, compile_autoencoder
 from cae.seeds import Stream
+
+log = logging.getLogger("cae")
 
 
 @dataclass
@@ -81,6 +84,31 @@ def _log_epochs(live, history: dict[str, list[float]], start: int) -> int:
             live.log_metric(standardize_metric_name(metric, "dvclive.keras"), values[epoch])
         live.next_step()
     return max(start, epochs)
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One ``cae`` log line per epoch, beginning with ``label``: epoch, losses and seconds.
+    For training in worker processes side by side, whose Keras progress lines would
+    interleave on the terminal with nothing to say which model they are of."""
+
+    def __init__(self, label: str):
+        super().__init__()
+        self.label = label
+        self.started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        losses = ", ".join(f"{k} {float(v):.5f}" for k, v in (logs or {}).items() if k.endswith("loss"))
+        log.info(
+            "%s: epoch %d/%d: %s (%.1f s)",
+            self.label,
+            epoch + 1,
+            self.params.get("epochs", 0),
+            losses,
+            time.perf_counter() - self.started,
+        )
 
 
 class LiveLog(keras.callbacks.Callback):
@@ -183,6 +211,7 @@ def train_autoencoder(
     backup_dir: Path | None = None,
     strategy=None,
     in_memory: bool | None = None,
+    label: str | None = None,
 ) -> TrainResult:
     """Build the model of ``model_params`` and fit it with ``settings``; the caller seeds
     TensorFlow first.
@@ -199,6 +228,8 @@ def train_autoencoder(
     ``loss`` and ``val_loss`` of every epoch go to DVCLive there as the epoch ends
     (:class:`LiveLog`: ``metrics.json``, ``plots/metrics/{train,eval}/loss.tsv``). ``strategy`` is a ``tf.distribute``
     strategy (default: :func:`cae.distribute.make_strategy` of ``settings.distribute``).
+    With ``label``, Keras prints nothing and each epoch is one log line beginning with
+    ``label`` (:class:`EpochLog`), for models trained side by side in worker processes.
     """
     from cae.distribute import make_strategy
     from cae.prepare import as_float
@@ -224,7 +255,8 @@ def train_autoencoder(
         _build_from_local_batch(model, batches[0])
     recorder = TrainingBackup(backup_dir) if backup_dir is not None else HistoryRecorder()
     live = [LiveLog(Path(log_dir), recorder)] if log_dir is not None else []
-    callbacks = [TerminateOnNaN(), batches.callback(), recorder, *live, *(callbacks or [])]
+    progress = [EpochLog(label)] if label is not None else []
+    callbacks = [TerminateOnNaN(), batches.callback(), recorder, *live, *progress, *(callbacks or [])]
     start = time.perf_counter()
     model.fit(
         batches.dataset if in_memory else batches,
@@ -236,7 +268,7 @@ def train_autoencoder(
         else EpochBatches(val_inputs, val_targets, settings.batch_size, None),
         validation_batch_size=settings.batch_size if in_memory else None,
         callbacks=callbacks,
-        verbose=1 if sys.stdout.isatty() else 2,
+        verbose=0 if label is not None else 1 if sys.stdout.isatty() else 2,
     )
     seconds = time.perf_counter() - start
     history = recorder.history

@@ -53,7 +53,7 @@ def main(params: Params) -> None:
     # (benchmarks/folder_rss.py); with plain in-memory arrays cae.train would gather the
     # batches in TensorFlow instead, equally fast here (benchmarks/README.md).
     data = read_arrays(PREPARED_DIR, names, hint=HINT_PREPARED, rows=True)
-    check_input_shape(data["x_train"].shape[1:], len(params.model.filters))
+    check_input_shape(data["x_train"].shape[1:], params.model)
     x_train, x_val = data["x_train"], data["x_val"]  # uint8: converted to float32 batch by batch
     if params.task == "denoise":
         inputs, val_inputs = data["x_train_noisy"], data["x_val_noisy"]
