@@ -338,6 +338,13 @@ PARAMS_CASES = [
         "model.middle: List should have at most 8 items",
     ),
     Case(
+        "params: 8×8 images folded by 3 (space_to_depth)",
+        _both(prepared, lambda r, o: params_with(r, model__space_to_depth=3)),
+        stage("train"),
+        2,
+        "images of 8×8 do not fit model.filters with 2 levels after model.space_to_depth 3",
+    ),
+    Case(
         "params: 10⁶ baseline workers",
         lambda r, o: params_with(r, baselines__workers=10**6),
         stage("train"),

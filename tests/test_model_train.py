@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cae import runtime
-from cae.config import ModelParams, TrainSettings, parse_params
+from cae.config import PRESETS, ModelParams, TrainSettings, parse_params
 from cae.errors import CaeError
 from cae.model import build_autoencoder, check_input_shape, encoder_of, load_model, save_model
 from cae.train import train_autoencoder
@@ -192,9 +192,7 @@ def _layer_kinds(model):
     return [type(layer).__name__ for layer in model.layers[1:]]
 
 
-@pytest.mark.parametrize(
-    "preset", ["reference", "wide", "strided", "unet", "unet_wide", "unet_mid", "resunet", "unet_deep", "fast"]
-)
+@pytest.mark.parametrize("preset", list(PRESETS))
 def test_every_preset_builds_trains_a_step_and_round_trips(preset, tmp_path):
     cfg = parse_params({"model": {"preset": preset}}).model
     model = build_autoencoder(cfg, (16, 16, 1))

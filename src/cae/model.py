@@ -10,7 +10,9 @@ then a halving) and the decoder mirrors them in reverse order; ``middle`` adds
 convolutions at the lowest resolution, between the two (a U-Net's bottom). Options: batch
 normalisation, strided / transposed convolutions, U-Net skip connections (the
 decoder upsamples first, then concatenates the encoder's features of the same
-size), a residual output (the network predicts the noise, which is subtracted
+size, or with ``skip_merge: add`` adds them after a 1×1 convolution to their width),
+a fold of each s×s pixel block into channels before the encoder and back after the
+output (``space_to_depth``), a residual output (the network predicts the noise, which is subtracted
 from the input) and a dense bottleneck (``latent_dim``: the encoder's last
 feature map flattened to a vector of that many numbers, and back).
 
