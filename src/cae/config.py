@@ -203,11 +203,10 @@ PRESETS: dict[str, dict] = {
     "strided": {"filters": [32, 64], "downsample": "strided", "upsample": "transpose"},
     # a small U-Net, fast on a CPU: batch norm and skip connections
     "unet": {"filters": [8, 16], "batch_norm": True, "skip": True},
-    # the same U-Net with twice the filters: the best denoiser that trains in minutes on 2 cores
+    # the same U-Net with twice the filters
     "unet_wide": {"filters": [16, 32], "batch_norm": True, "skip": True},
     # unet_wide with two convolutions of 64 filters at its bottom (a wider view), trained on
-    # each image's PSNR with a cosine schedule: the best denoiser here in 10 minutes of CPU
-    # training (7 epochs on 2 cores; docs/denoising.md)
+    # each image's PSNR with a cosine schedule (docs/denoising.md)
     "unet_mid": {
         "filters": [16, 32],
         "middle": [64, 64],
