@@ -154,17 +154,14 @@ def build_autoencoder(cfg: ModelParams, input_shape: tuple[int, int, int], seed:
         x = layers.Reshape(grid, name="dec_reshape")(x)
     for i, f in enumerate(reversed(cfg.filters)):  # decoder: mirror
         if cfg.skip:  # upsample, merge the encoder's features, convolve
-            if cfg.upsample == "transpose":
+            if cfg.upsample == "transpose":  # its f filters are the encoder's width
                 x = _conv(x, f, cfg, f"dec{i}_up", strides=2, transpose=True)
-            elif cfg.skip_merge == "add":  # to the encoder's width first, at the lower resolution
-                x = layers.Conv2D(f, 1, name=f"dec{i}_match")(x)
-                x = layers.UpSampling2D(2, name=f"dec{i}_up")(x)
             else:
+                if cfg.skip_merge == "add":  # to the encoder's width first, at the lower resolution
+                    x = layers.Conv2D(f, 1, name=f"dec{i}_match")(x)
                 x = layers.UpSampling2D(2, name=f"dec{i}_up")(x)
-            if cfg.skip_merge == "add":
-                x = layers.Add(name=f"dec{i}_skip")([x, skips[-1 - i]])
-            else:
-                x = layers.Concatenate(name=f"dec{i}_skip")([x, skips[-1 - i]])
+            merge = layers.Add if cfg.skip_merge == "add" else layers.Concatenate
+            x = merge(name=f"dec{i}_skip")([x, skips[-1 - i]])
             x = _convs(x, f, cfg, f"dec{i}", n)
         elif cfg.upsample == "transpose" and cfg.head == "transpose" and i == len(cfg.filters) - 1:
             x = _convs(x, f, cfg, f"dec{i}", n - 1)  # the last level's other convolutions at half size
@@ -176,18 +173,19 @@ def build_autoencoder(cfg: ModelParams, input_shape: tuple[int, int, int], seed:
             x = layers.UpSampling2D(2, name=f"dec{i}_up")(x)
     s = cfg.space_to_depth
     channels = input_shape[-1] * s * s  # at the folded size
-    last = "reconstruction" if s == 1 else "reconstruction_folded"
+    folded = "" if s == 1 else "_folded"  # the name of the layer before the unfold
     if cfg.residual:  # predict the noise; the output is the input minus it, clipped to [0, 1]
-        noise = layers.Conv2D(channels, cfg.kernel_size, padding="same", name="noise" if s == 1 else "noise_folded")(x)
-        noise = _unfold(noise, s, "noise")
-        x = layers.Subtract(name="input_minus_noise")([inputs, noise])
+        noise = layers.Conv2D(channels, cfg.kernel_size, padding="same", name=f"noise{folded}")(x)
+        x = layers.Subtract(name="input_minus_noise")([inputs, _unfold(noise, s, "noise")])
         return keras.Model(inputs, layers.ReLU(max_value=1.0, name="reconstruction")(x), name="autoencoder")
     if cfg.head == "transpose":  # the last doubling convolution is the output
         x = layers.Conv2DTranspose(
-            channels, cfg.kernel_size, strides=2, padding="same", activation="sigmoid", name=last
+            channels, cfg.kernel_size, strides=2, padding="same", activation="sigmoid", name=f"reconstruction{folded}"
         )(x)
     else:
-        x = layers.Conv2D(channels, cfg.kernel_size, padding="same", activation="sigmoid", name=last)(x)
+        x = layers.Conv2D(
+            channels, cfg.kernel_size, padding="same", activation="sigmoid", name=f"reconstruction{folded}"
+        )(x)
     return keras.Model(inputs, _unfold(x, s, "reconstruction"), name="autoencoder")
 
 
