@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from cae import runtime
-from cae.config import PRESETS, ModelParams, TrainSettings, parse_params
+from cae.config import PRESETS, ModelParams, TrainSettings, check_input_shape, parse_params
 from cae.errors import CaeError
-from cae.model import build_autoencoder, check_input_shape, encoder_of, load_model, save_model
+from cae.model import build_autoencoder, encoder_of, load_model, save_model
 from cae.train import train_autoencoder
 
 

@@ -24,8 +24,11 @@ STAGES = [
 ]
 
 
-def run_stage(name, cwd, timeout=300, args=(), **kwargs):
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+def run_stage(name, cwd, timeout=300, args=(), first_on_path=None, **kwargs):
+    """Run stage ``name`` in ``cwd`` as DVC does; ``first_on_path``: a folder searched for
+    modules before everything else (:func:`no_tensorflow`)."""
+    path = [str(first_on_path)] if first_on_path else []
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*path, str(REPO / "src")])}
     return subprocess.run(
         [sys.executable, "-m", f"cae.stages.{name}", *args],
         cwd=cwd,
@@ -35,6 +38,19 @@ def run_stage(name, cwd, timeout=300, args=(), **kwargs):
         timeout=timeout,
         **kwargs,
     )
+
+
+@pytest.fixture(scope="session")
+def no_tensorflow(tmp_path_factory):
+    """A folder whose ``tensorflow`` (and so Keras) fails to import. A stage that refuses
+    its inputs with it first on the path checked them before starting TensorFlow: the
+    user waits for no start-up of several seconds to learn that a file is missing."""
+    root = tmp_path_factory.mktemp("no-tensorflow")
+    (root / "tensorflow").mkdir()
+    (root / "tensorflow/__init__.py").write_text(
+        'raise ImportError("TensorFlow imported before the inputs were checked")\n'
+    )
+    return root
 
 
 def write_params(directory, **overrides):
@@ -120,9 +136,9 @@ def test_bad_steps_per_execution_stops_train_with_one_line(tmp_path):
         ("generate", "data/prepared", "dvc repro noisy_pairs"),
     ],
 )
-def test_missing_input_names_the_path_and_the_fix(tmp_path, stage, missing, hint):
+def test_missing_input_names_the_path_and_the_fix(tmp_path, stage, missing, hint, no_tensorflow):
     write_params(tmp_path)
-    proc = run_stage(stage, tmp_path)
+    proc = run_stage(stage, tmp_path, first_on_path=no_tensorflow)
     assert proc.returncode == 2
     assert f"error: {missing}" in proc.stderr and hint in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -148,26 +164,29 @@ def write_prepared_test_split(root):
     )
 
 
-def test_missing_model_says_to_train_first(tmp_path):
+@pytest.mark.parametrize("stage", ["evaluate", "plots"])
+def test_missing_model_says_to_train_first(tmp_path, stage, no_tensorflow):
     write_params(tmp_path)
     write_prepared_test_split(tmp_path)
     (tmp_path / "data/baselines").mkdir()
     (tmp_path / "data/baselines/by_noise.csv").write_text("level,method,psnr,ssim\n0.4,median,15.0,0.5\n")
-    proc = run_stage("evaluate", tmp_path)
+    proc = run_stage(stage, tmp_path, first_on_path=no_tensorflow)
     assert proc.returncode == 2
-    assert "models/autoencoder.keras: no trained model here; run `dvc repro train`" in proc.stderr
-    assert not (tmp_path / "metrics").exists()
+    assert error_lines(proc) == [
+        "error: models/autoencoder.keras: no trained model here; run `dvc repro train` (or `dvc pull`) first"
+    ]
+    assert not (tmp_path / "metrics").exists() and not (tmp_path / "plots").exists()
 
 
-def test_evaluate_without_baselines_says_which_stage_to_run(tmp_path):
+def test_evaluate_without_baselines_says_which_stage_to_run(tmp_path, no_tensorflow):
     write_params(tmp_path)
     write_prepared_test_split(tmp_path)
-    proc = run_stage("evaluate", tmp_path)
+    proc = run_stage("evaluate", tmp_path, first_on_path=no_tensorflow)
     assert proc.returncode == 2
     assert "data/baselines/by_noise.csv: not found; run `dvc repro baselines`" in proc.stderr
 
 
-def test_image_size_the_model_cannot_take(tmp_path):
+def test_image_size_the_model_cannot_take(tmp_path, no_tensorflow):
     import numpy as np
 
     from cae.io import write_arrays
@@ -178,7 +197,7 @@ def test_image_size_the_model_cannot_take(tmp_path):
         tmp_path / "data/prepared",
         {n: x for n in ("x_train", "x_val")} | {n: x.astype(np.float32) for n in ("x_train_noisy", "x_val_noisy")},
     )
-    proc = run_stage("train", tmp_path)
+    proc = run_stage("train", tmp_path, first_on_path=no_tensorflow)
     assert proc.returncode == 2
     assert "multiples of 8" in proc.stderr and "model.filters" in proc.stderr
     assert not (tmp_path / "models").exists()
@@ -225,8 +244,11 @@ def test_anomaly_without_the_class_stages_says_which_to_run(tmp_path):
         ),
     ],
 )
-def test_models_trained_in_worker_processes_refuse_an_image_size_cleanly(tmp_path, stage, params, written):
-    """The error comes from a worker process: still one `error:` line naming the key, exit 2, nothing written."""
+def test_models_trained_in_worker_processes_refuse_an_image_size_before_any_starts(
+    tmp_path, stage, params, written, no_tensorflow
+):
+    """Refused in the stage's own process, before a worker starts TensorFlow: one `error:`
+    line naming the key, exit 2, nothing written."""
     import numpy as np
 
     from cae.io import write_arrays
@@ -235,14 +257,14 @@ def test_models_trained_in_worker_processes_refuse_an_image_size_cleanly(tmp_pat
     x = np.zeros((4, 28, 28, 1), np.uint8)
     y = np.array([0, 0, 1, 1], np.uint8)
     write_arrays(tmp_path / "data/prepared", {"x_train": x, "y_train": y, "x_val": x, "y_val": y, "x_test": x})
-    proc = run_stage(stage, tmp_path)
+    proc = run_stage(stage, tmp_path, first_on_path=no_tensorflow)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert len(error_lines(proc)) == 1
     assert "images of 28×28 do not fit model.filters with 3 levels" in error_lines(proc)[0]
     assert not (tmp_path / written).exists()
 
 
-def test_latent_and_generate_say_which_stage_to_run_first(tmp_path):
+def test_latent_and_generate_say_which_stage_to_run_first(tmp_path, no_tensorflow):
     import numpy as np
 
     from cae.io import write_arrays
@@ -250,10 +272,12 @@ def test_latent_and_generate_say_which_stage_to_run_first(tmp_path):
     write_params(tmp_path)
     x, y = np.zeros((2, 28, 28, 1), np.uint8), np.array([0, 1], np.uint8)
     write_arrays(tmp_path / "data/prepared", {"x_train": x, "y_train": y, "x_test": x, "y_test": y})
-    proc = run_stage("generate", tmp_path)
+    proc = run_stage("generate", tmp_path, first_on_path=no_tensorflow)
     assert proc.returncode == 2 and "data/latent: not found; run `dvc repro latent`" in proc.stderr
-    proc = run_stage("latent", tmp_path)
+    proc = run_stage("latent", tmp_path, first_on_path=no_tensorflow)
     assert proc.returncode == 2
-    assert error_lines(proc) == ["error: models/embedding-plain.keras: not found; run `dvc repro train_embedding`"]
+    assert error_lines(proc) == [
+        "error: models/embedding-plain.keras: no trained model here; run `dvc repro train_embedding`"
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "params.yaml"]
     assert not (tmp_path / "data/latent").exists()

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from cae import seeds
-from cae.config import AE_SCORES, ANOMALY_SCORES, ModelParams, TrainSettings
+from cae.config import AE_SCORES, ANOMALY_SCORES, ModelParams, TrainSettings, check_input_shape
 from cae.errors import CaeError
 from cae.paths import class_dir, class_hint
 from cae.seeds import Stream
@@ -281,7 +281,7 @@ def fit_one_class(
     import keras
 
     from cae import runtime
-    from cae.model import check_input_shape, predict_batch
+    from cae.model import predict_batch
     from cae.noise import noisy_inputs
     from cae.prepare import as_float
     from cae.runtime import numerics_after_tensorflow

@@ -347,6 +347,28 @@ class ModelParams(Section):
         return v
 
 
+def check_input_shape(shape: tuple[int, ...], cfg: ModelParams) -> None:
+    """Raise :class:`CaeError` unless the height and width of ``shape`` (H, W, C) survive
+    the model's fold (``space_to_depth``) and its halvings (one per entry of ``filters``);
+    the message names the sizes nearest to the images' that do."""
+    levels, fold = len(cfg.filters), cfg.space_to_depth
+    factor = 2**levels * fold
+    folded, or_fold = (f" after model.space_to_depth {fold}", " or a smaller space_to_depth") if fold > 1 else ("", "")
+    height, width, _ = shape
+    if height % factor or width % factor:
+
+        def near(n: int) -> str:
+            lo, hi = n // factor * factor, -(-n // factor) * factor
+            return f"{lo} or {hi}" if lo else str(hi)
+
+        raise CaeError(
+            f"images of {height}×{width} do not fit model.filters with {levels} levels{folded}: "
+            f"height and width must be multiples of {factor} (the nearest that work: height {near(height)}, "
+            f"width {near(width)}); set folder.size to such a size (dataset: folder), "
+            f"use fewer levels in model.filters{or_fold}, or resize the images"
+        )
+
+
 # BM3D comes from the `bm3d` package, licensed for non-commercial use only: an optional extra.
 BM3D_MISSING = (
     "bm3d needs the optional bm3d package (licensed for non-commercial use only): "

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from cae.config import ModelParams, TrainSettings
+from cae.config import ModelParams, TrainSettings, check_input_shape
 
 log = logging.getLogger("cae")
 
@@ -35,7 +35,7 @@ def train_embedding(
     import keras
 
     from cae import runtime, seeds
-    from cae.model import check_input_shape, save_model
+    from cae.model import save_model
     from cae.noise import noisy_inputs
     from cae.prepare import to_float
     from cae.train import train_autoencoder

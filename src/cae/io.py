@@ -177,6 +177,16 @@ MAX_ARCHIVE_BYTES = 2 << 30  # everything uncompressed: Keras reads the weights 
 _END_OF_CENTRAL_DIRECTORY = b"PK\x05\x06"
 
 
+def check_model_file(path: str | os.PathLike, hint: str = "run `dvc repro train` (or `dvc pull`) first") -> None:
+    """A one-line :class:`CaeError` unless ``path`` is a plausible ``.keras`` archive
+    (:func:`check_keras_archive`); a missing file names ``hint``, the way to make it.
+    Stages call it before importing TensorFlow, so a missing model fails at once."""
+    path = Path(path)
+    if not path.is_file():
+        raise CaeError(f"{path}: no trained model here; {hint}")
+    check_keras_archive(path)
+
+
 def check_keras_archive(path: str | os.PathLike) -> None:
     """Refuse, with one :class:`CaeError` line and before Keras reads it, a ``.keras`` file
     that is not a zip archive of a plausible model: too many entries, an oversized

@@ -184,14 +184,22 @@ def interpolation_pairs(labels: np.ndarray, n: int, rng: np.random.Generator) ->
 # --- what the latent stages wrote ------------------------------------------------------------
 
 
+def check_embeddings() -> None:
+    """Every variant's embedding model is there, a plausible archive; a missing one names
+    the stage to run. TensorFlow-free: the latent stages call it before importing it."""
+    from cae.io import check_model_file
+
+    for variant in VARIANTS:
+        check_model_file(embedding_path(variant), HINT_EMBEDDING)
+
+
 def load_embedding(variant: str):
     """The trained embedding model of ``variant``; a missing file names the stage to run."""
-    from cae.errors import CaeError
+    from cae.io import check_model_file
     from cae.model import load_model
 
     path = embedding_path(variant)
-    if not path.is_file():
-        raise CaeError(f"{path}: not found; {HINT_EMBEDDING}")
+    check_model_file(path, HINT_EMBEDDING)
     return load_model(path)
 
 

@@ -37,9 +37,9 @@ from pathlib import Path
 import keras
 from keras import layers, ops
 
-from cae.config import LossName, ModelParams
+from cae.config import LossName, ModelParams, check_input_shape
 from cae.errors import CaeError
-from cae.io import TMP_PREFIX, atomic_path, check_keras_archive
+from cae.io import TMP_PREFIX, atomic_path, check_model_file
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -52,28 +52,6 @@ def predict_batch(batch_size: int) -> int:
     """The batch to predict in, for a model trained in batches of ``batch_size``: that or
     :data:`PREDICT_BATCH`, whichever is larger."""
     return max(batch_size, PREDICT_BATCH)
-
-
-def check_input_shape(shape: tuple[int, ...], cfg: ModelParams) -> None:
-    """Raise :class:`CaeError` unless the height and width of ``shape`` (H, W, C) survive
-    the model's fold (``space_to_depth``) and its halvings (one per entry of ``filters``);
-    the message names the sizes nearest to the images' that do."""
-    levels, fold = len(cfg.filters), cfg.space_to_depth
-    factor = 2**levels * fold
-    folded, or_fold = (f" after model.space_to_depth {fold}", " or a smaller space_to_depth") if fold > 1 else ("", "")
-    height, width, _ = shape
-    if height % factor or width % factor:
-
-        def near(n: int) -> str:
-            lo, hi = n // factor * factor, -(-n // factor) * factor
-            return f"{lo} or {hi}" if lo else str(hi)
-
-        raise CaeError(
-            f"images of {height}×{width} do not fit model.filters with {levels} levels{folded}: "
-            f"height and width must be multiples of {factor} (the nearest that work: height {near(height)}, "
-            f"width {near(width)}); set folder.size to such a size (dataset: folder), "
-            f"use fewer levels in model.filters{or_fold}, or resize the images"
-        )
 
 
 def _conv(x, filters: int, cfg: ModelParams, name: str, strides: int = 1, transpose: bool = False):
@@ -361,9 +339,7 @@ def load_model(path: str | os.PathLike, image_shape: tuple[int, ...] | None = No
     ``image_shape`` (H, W, C), it must also take images of that shape. Anything else
     is a one-line :class:`CaeError`."""
     path = Path(path)
-    if not path.is_file():
-        raise CaeError(f"{path}: no trained model here; run `dvc repro train` (or `dvc pull`) first")
-    check_keras_archive(path)
+    check_model_file(path)
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a bad file

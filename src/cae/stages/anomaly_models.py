@@ -56,10 +56,12 @@ def main(params: Params) -> None:
 
     from cae import runtime
     from cae.anomaly import check_labelled, class_images, fit_and_write_class
+    from cae.config import check_input_shape
     from cae.io import atomic_path, read_arrays
 
     data = read_arrays(PREPARED_DIR, ["x_train", "y_train", "x_val", "y_val", "x_test"], hint=HINT_PREPARED, mmap=True)
     check_labelled(data["y_train"])
+    check_input_shape(data["x_train"].shape[1:], cfg.model)  # before any worker starts TensorFlow
     # every class's images first: too few of one class fails before any training
     images = {
         label: (

@@ -34,8 +34,7 @@ def main(params: Params) -> None:
     from cae.anomaly import mse_scores
     from cae.errors import CaeError
     from cae.evaluate import evaluate_denoiser, read_rows_csv, scores_by_level, write_rows_csv
-    from cae.io import read_arrays, write_json
-    from cae.model import load_model
+    from cae.io import check_model_file, read_arrays, write_json
     from cae.prepare import eval_subset, to_float
 
     names = ["x_test", "x_test_noisy", "test_levels", "x_test_levels", "x_val"]
@@ -43,6 +42,9 @@ def main(params: Params) -> None:
     if not BASELINES_BY_NOISE.is_file():
         raise CaeError(f"{BASELINES_BY_NOISE}: not found; {HINT_BASELINES}")
     baseline_rows = [r for r in read_rows_csv(BASELINES_BY_NOISE) if r["method"] != "noisy"]
+    check_model_file(MODEL_PATH)
+    from cae.model import load_model  # TensorFlow only once every input is there
+
     runtime.make_deterministic(params.seed)
     model = load_model(MODEL_PATH, image_shape=data["x_test"].shape[1:])
 

@@ -57,6 +57,7 @@ def main(params: Params) -> None:
     from cae.io import read_arrays
     from cae.latent import (
         VARIANTS,
+        check_embeddings,
         fit_density,
         interpolate,
         interpolation_pairs,
@@ -64,7 +65,6 @@ def main(params: Params) -> None:
         read_codes,
         sample_density,
     )
-    from cae.model import decoder_of, encoder_of
     from cae.plots import image_rows
     from cae.prepare import to_float
     from cae.seeds import Stream
@@ -72,6 +72,9 @@ def main(params: Params) -> None:
     cfg = params.latent
     data = read_arrays(PREPARED_DIR, ["x_test", "y_test"], hint=HINT_PREPARED, mmap=True)
     codes = read_codes()
+    check_embeddings()
+    from cae.model import decoder_of, encoder_of  # TensorFlow only once every input is there
+
     runtime.make_deterministic(params.seed)
     models = {v: load_embedding(v) for v in VARIANTS}
     decoders = {v: decoder_of(m) for v, m in models.items()}

@@ -34,14 +34,16 @@ def main(params: Params) -> None:
 
     from cae import runtime, seeds
     from cae.io import read_arrays, write_arrays, write_json
-    from cae.latent import SPLITS, VARIANTS, code_metrics, load_embedding, pca_codes, project_2d
-    from cae.model import encoder_of, predict_batch
+    from cae.latent import SPLITS, VARIANTS, check_embeddings, code_metrics, load_embedding, pca_codes, project_2d
     from cae.plots import scatter_panels
     from cae.prepare import to_float
     from cae.seeds import Stream
 
     cfg = params.latent
     data = read_arrays(PREPARED_DIR, ["x_train", "y_train", "x_test", "y_test"], hint=HINT_PREPARED)
+    check_embeddings()
+    from cae.model import encoder_of, predict_batch  # TensorFlow only once every input is there
+
     images = {"train": to_float(data["x_train"]), "test": to_float(data["x_test"])}
     labels = {s: np.ravel(data[f"y_{s}"]) for s in SPLITS}
     runtime.make_deterministic(params.seed)

@@ -15,12 +15,14 @@ N_IMAGES = 10
 
 def main(params: Params) -> None:
     from cae import runtime
-    from cae.io import read_arrays
-    from cae.model import load_model
+    from cae.io import check_model_file, read_arrays
     from cae.plots import denoising_figure, reference_figure
     from cae.prepare import to_float
 
     data = read_arrays(PREPARED_DIR, ["x_test", "x_test_noisy"], hint=HINT_PREPARED, mmap=True)
+    check_model_file(MODEL_PATH)
+    from cae.model import load_model  # TensorFlow only once every input is there
+
     clean = to_float(data["x_test"][:N_IMAGES])
     noisy = data["x_test_noisy"][:N_IMAGES]
     runtime.make_deterministic(params.seed)

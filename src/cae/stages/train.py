@@ -41,11 +41,8 @@ def main(params: Params) -> None:
 
     tf_config = read_tf_config() if params.distribute == "multi_worker" else None  # before importing TF
 
-    from cae import runtime
+    from cae.config import check_input_shape
     from cae.io import atomic_path, read_arrays, write_json
-    from cae.model import check_input_shape, save_model
-    from cae.resume import fingerprint
-    from cae.train import restored_on_failure, train_autoencoder
 
     names = ["x_train", "x_val"] + (["x_train_noisy", "x_val_noisy"] if params.task == "denoise" else [])
     # Streamed: the arrays are read a batch at a time (NpyRows) and the clean uint8
@@ -54,6 +51,12 @@ def main(params: Params) -> None:
     # batches in TensorFlow instead, equally fast here (benchmarks/README.md).
     data = read_arrays(PREPARED_DIR, names, hint=HINT_PREPARED, rows=True)
     check_input_shape(data["x_train"].shape[1:], params.model)
+    # TensorFlow only now: missing or unfit data fails at once, not after its start-up
+    from cae import runtime
+    from cae.model import save_model
+    from cae.resume import fingerprint
+    from cae.train import restored_on_failure, train_autoencoder
+
     x_train, x_val = data["x_train"], data["x_val"]  # uint8: converted to float32 batch by batch
     if params.task == "denoise":
         inputs, val_inputs = data["x_train_noisy"], data["x_val_noisy"]

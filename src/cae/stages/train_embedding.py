@@ -33,6 +33,7 @@ PARAMS = (
 
 def main(params: Params) -> None:
     from cae import runtime
+    from cae.config import check_input_shape
     from cae.embedding import train_embedding
     from cae.io import read_arrays
     from cae.latent import VARIANTS
@@ -46,6 +47,7 @@ def main(params: Params) -> None:
         steps_per_execution=params.steps_per_execution,
     )
     data = read_arrays(PREPARED_DIR, ["x_train", "x_val"], hint=HINT_PREPARED)
+    check_input_shape(data["x_train"].shape[1:], cfg.model)  # before any worker starts TensorFlow
     jobs = [(cfg.model, cfg.noise, settings, v, data["x_train"], data["x_val"], embedding_path(v)) for v in VARIANTS]
     log.info("%d embedding models, %d at a time", len(jobs), min(params.workers, len(jobs)))
     runtime.run_jobs(train_embedding, jobs, params.workers)
