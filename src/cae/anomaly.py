@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from cae import seeds
-from cae.config import AE_SCORES, ANOMALY_SCORES, ModelParams, TrainSettings, check_input_shape
+from cae.config import AE_SCORES, ANOMALY_SCORES, ModelParams, TrainSettings
 from cae.errors import CaeError
 from cae.paths import class_dir, class_hint
 from cae.seeds import Stream
@@ -287,7 +287,6 @@ def fit_one_class(
     from cae.runtime import numerics_after_tensorflow
     from cae.train import train_autoencoder
 
-    check_input_shape(test.shape[1:], model)
     train, val, test = as_float(train), as_float(val), as_float(test)
     keras.backend.clear_session()  # the previous class's graphs and layer names
     runtime.make_deterministic(settings.seed)

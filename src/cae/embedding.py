@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from cae.config import ModelParams, TrainSettings, check_input_shape
+from cae.config import ModelParams, TrainSettings
 
 log = logging.getLogger("cae")
 
@@ -41,7 +41,6 @@ def train_embedding(
     from cae.train import train_autoencoder
 
     model = model.model_copy(update={"variational": variant == "variational"})
-    check_input_shape(x_train.shape[1:], model)
     x_train, x_val = to_float(x_train), to_float(x_val)
     rng = seeds.rng(settings.seed, seeds.Stream.EMBEDDING_NOISE)
     inputs, val_inputs = noisy_inputs(x_train, x_val, noise, rng)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from cae.errors import CaeError
+from cae.paths import HINT_MODEL
 
 TMP_PREFIX = ".tmp-"
 
@@ -177,7 +178,7 @@ MAX_ARCHIVE_BYTES = 2 << 30  # everything uncompressed: Keras reads the weights 
 _END_OF_CENTRAL_DIRECTORY = b"PK\x05\x06"
 
 
-def check_model_file(path: str | os.PathLike, hint: str = "run `dvc repro train` (or `dvc pull`) first") -> None:
+def check_model_file(path: str | os.PathLike, hint: str = HINT_MODEL) -> None:
     """A one-line :class:`CaeError` unless ``path`` is a plausible ``.keras`` archive
     (:func:`check_keras_archive`); a missing file names ``hint``, the way to make it.
     Stages call it before importing TensorFlow, so a missing model fails at once."""

@@ -195,12 +195,9 @@ def check_embeddings() -> None:
 
 def load_embedding(variant: str):
     """The trained embedding model of ``variant``; a missing file names the stage to run."""
-    from cae.io import check_model_file
     from cae.model import load_model
 
-    path = embedding_path(variant)
-    check_model_file(path, HINT_EMBEDDING)
-    return load_model(path)
+    return load_model(embedding_path(variant), hint=HINT_EMBEDDING)
 
 
 def read_codes() -> dict[str, dict[str, np.ndarray]]:

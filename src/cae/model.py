@@ -40,6 +40,7 @@ from keras import layers, ops
 from cae.config import LossName, ModelParams, check_input_shape
 from cae.errors import CaeError
 from cae.io import TMP_PREFIX, atomic_path, check_model_file
+from cae.paths import HINT_MODEL
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -331,15 +332,17 @@ def _renumber_shared_ids(node, seen: dict[int, int]):
     return node
 
 
-def load_model(path: str | os.PathLike, image_shape: tuple[int, ...] | None = None) -> keras.Model:
+def load_model(
+    path: str | os.PathLike, image_shape: tuple[int, ...] | None = None, hint: str = HINT_MODEL
+) -> keras.Model:
     """Load a saved autoencoder in Keras safe mode (no arbitrary code from the file).
 
     The archive is checked first (:func:`cae.io.check_keras_archive`), and the model
     must be an autoencoder: one input, one output of the input's shape; with
     ``image_shape`` (H, W, C), it must also take images of that shape. Anything else
-    is a one-line :class:`CaeError`."""
+    is a one-line :class:`CaeError`; a missing file names ``hint``, the way to make it."""
     path = Path(path)
-    check_model_file(path)
+    check_model_file(path, hint)
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a bad file

@@ -28,6 +28,7 @@ HINT_BASELINES = "run `dvc repro baselines`"
 
 # train
 MODEL_PATH = Path("models/autoencoder.keras")
+HINT_MODEL = "run `dvc repro train` (or `dvc pull`) first"
 TRAIN_LOG_DIR = Path("dvclive")
 TRAIN_METRICS = METRICS_DIR / "train.json"
 TIMING_METRICS = METRICS_DIR / "train_timing.json"  # shown by `dvc metrics show`, not a stage output
